@@ -1,0 +1,3 @@
+"""Test utilities shared by kerasdl's own tests and by users' layer tests."""
+
+from kerasdl.testing.layer_test_case import run_layer_test  # noqa: F401
