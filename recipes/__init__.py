@@ -1,0 +1,56 @@
+"""The recipe zoo: runnable training stories, one module per recipe.
+
+`RECIPES` maps a recipe name to where it lives, the dataset it trains on by default
+and the test accuracy it is expected to reach there; `kerasdl list` prints it and the
+tests parametrize over it. Run a recipe with `kerasdl train <name>` or
+`python -m recipes.<name>` (the same code).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A registry entry: `module` defines `CONFIG` and `main(argv=None, prog=None)`."""
+
+    name: str
+    module: str
+    dataset: str
+    expected_accuracy: float  # Test accuracy with the default config (lower bound).
+    description: str
+    task: str = "image classification"
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+def _image(name, dataset, expected_accuracy, description):
+    return Recipe(name, f"recipes.{name}", dataset, expected_accuracy, description)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in [
+        _image("lenet", "digits", 0.95, "LeNet-5 (LeCun et al., 1998)"),
+        _image("alexnet", "digits", 0.90, "AlexNet (Krizhevsky et al., 2012)"),
+        _image("vgg11", "digits", 0.90, "VGG-11 (Simonyan & Zisserman, 2014)"),
+        _image("vgg16", "digits", 0.90, "VGG-16 (Simonyan & Zisserman, 2014)"),
+        _image("nin", "digits", 0.90, "Network in Network (Lin et al., 2013)"),
+        _image("googlenet", "digits", 0.90, "GoogLeNet / Inception v1 (Szegedy et al., 2014)"),
+        _image("resnet18", "digits", 0.95, "ResNet-18 (He et al., 2015)"),
+        _image("resnet34", "digits", 0.90, "ResNet-34 (He et al., 2015)"),
+        _image("resnet50", "digits", 0.90, "ResNet-50, bottleneck blocks (He et al., 2015)"),
+    ]
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """Returns the registry entry `name`; ValueError listing the known names if absent."""
+    if name not in RECIPES:
+        raise ValueError(
+            f"Unknown recipe {name!r}. Known recipes: {', '.join(sorted(RECIPES))}."
+        )
+    return RECIPES[name]

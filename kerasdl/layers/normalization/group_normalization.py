@@ -1,0 +1,167 @@
+"""Group normalization: statistics per sample over channel groups."""
+
+import keras
+from keras import ops
+
+from kerasdl.layers.normalization import base
+
+
+@keras.saving.register_keras_serializable(package="kerasdl")
+class GroupNormalization(base.BaseNormalization):
+    """Layer that normalizes each sample over groups of channels.
+
+    The channels (along `axis`) are split into `groups` groups of consecutive
+    channels; each group of each sample is normalized with the mean and biased
+    variance over its channels and all spatial positions, then scaled by the
+    per-channel `gamma` and shifted by `beta`. `groups=1` is layer
+    normalization over all non-batch axes, `groups=-1` (one channel per group)
+    is instance normalization. The statistics do not depend on the batch, so
+    training and inference compute the same thing.
+
+    With `convention="keras"` the layer matches `keras.layers.GroupNormalization`;
+    with `convention="torch"` only the default `epsilon` changes, to `1e-5`
+    (`torch.nn.GroupNorm`). Statistics are computed in float32; the scale is
+    folded into the normalizing factor, so the input sees one multiply-add.
+
+    With a Keras mask, masked time steps do not enter the statistics. The mask
+    is passed on.
+
+    Args:
+        groups: int, the number of groups; must divide the number of channels.
+            `-1` means one group per channel. Defaults to `32`.
+        axis: int, the channel axis: `-1` for channels-last inputs, `1` for
+            channels-first. Defaults to `-1`.
+        epsilon: small float added to the variance, or `None` for the
+            convention's default (`1e-3` / `1e-5`). Defaults to `None`.
+        center: whether to add the learned offset `beta`. Defaults to `True`.
+        scale: whether to multiply by the learned scale `gamma`.
+            Defaults to `True`.
+        beta_initializer: initializer of `beta`. Defaults to `"zeros"`.
+        gamma_initializer: initializer of `gamma`. Defaults to `"ones"`.
+        beta_regularizer: optional regularizer of `beta`. Defaults to `None`.
+        gamma_regularizer: optional regularizer of `gamma`. Defaults to `None`.
+        beta_constraint: optional constraint on `beta`. Defaults to `None`.
+        gamma_constraint: optional constraint on `gamma`. Defaults to `None`.
+        convention: `"keras"` or `"torch"`. Defaults to `"keras"`.
+        **kwargs: base layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: tensor of rank >= 2.
+        mask: optional boolean mask of rank `rank(inputs) - 1`.
+
+    Reference:
+        - [Wu and He, 2018](https://arxiv.org/abs/1803.08494).
+
+    Example:
+
+    >>> x = np.random.rand(2, 8, 8, 64).astype("float32")
+    >>> kerasdl.layers.GroupNormalization(groups=8)(x).shape
+    (2, 8, 8, 64)
+    """
+
+    def __init__(
+        self,
+        groups=32,
+        axis=-1,
+        epsilon=None,
+        center=True,
+        scale=True,
+        beta_initializer="zeros",
+        gamma_initializer="ones",
+        beta_regularizer=None,
+        gamma_regularizer=None,
+        beta_constraint=None,
+        gamma_constraint=None,
+        convention="keras",
+        **kwargs,
+    ):
+        if isinstance(axis, (list, tuple)):
+            raise ValueError(
+                f"`axis` of GroupNormalization must be a single int. Received: axis={axis!r}"
+            )
+        if isinstance(groups, bool) or not isinstance(groups, int) or (
+            groups < 1 and groups != -1
+        ):
+            raise ValueError(
+                f"`groups` must be a positive int or -1. Received: groups={groups!r}"
+            )
+        super().__init__(
+            axis=axis,
+            epsilon=epsilon,
+            center=center,
+            scale=scale,
+            beta_initializer=beta_initializer,
+            gamma_initializer=gamma_initializer,
+            beta_regularizer=beta_regularizer,
+            gamma_regularizer=gamma_regularizer,
+            beta_constraint=beta_constraint,
+            gamma_constraint=gamma_constraint,
+            convention=convention,
+            **kwargs,
+        )
+        self.groups = groups
+
+    def build(self, input_shape):
+        self._check_rank(input_shape, 2)
+        ndim = len(input_shape)
+        (channel_axis,) = base.normalize_axes(self.axis, ndim)
+        self._check_defined(input_shape, [channel_axis])
+        channels = input_shape[channel_axis]
+        groups = channels if self.groups == -1 else self.groups
+        if groups > channels or channels % groups:
+            raise ValueError(
+                f"`groups` must divide the number of channels ({channels}, "
+                f"axis {self.axis} of input_shape={tuple(input_shape)}). "
+                f"Received: groups={self.groups}"
+            )
+        self._channel_axis = channel_axis
+        self._num_groups = groups
+        # Inputs are viewed as (..., groups, channels // groups, ...): the
+        # channel axis splits in two, and the statistics are taken over every
+        # axis but the batch axis and the group axis.
+        self._grouped_broadcast_shape = [1] * (ndim + 1)
+        self._grouped_broadcast_shape[channel_axis] = groups
+        self._grouped_broadcast_shape[channel_axis + 1] = channels // groups
+        self._reduction_axes = [
+            a for a in range(1, ndim + 1) if a != channel_axis
+        ]
+        self._build_affine((channels,), self._grouped_broadcast_shape)
+        self.input_spec = keras.layers.InputSpec(
+            ndim=ndim, axes={channel_axis: channels}
+        )
+
+    def _group(self, x):
+        shape = ops.shape(x)
+        c = self._channel_axis
+        grouped = (
+            tuple(shape[:c])
+            + (self._num_groups, x.shape[c] // self._num_groups)
+            + tuple(shape[c + 1 :])
+        )
+        return ops.reshape(x, grouped)
+
+    def call(self, inputs, mask=None):
+        x = ops.cast(inputs, "float32")
+        shape = ops.shape(x)
+        weights = None
+        if mask is not None:
+            weights = self._group(base.broadcast_mask(mask, x, self._channel_axis))
+        x = self._group(x)
+        mean, variance, _ = base.moments(x, self._reduction_axes, mask=weights)
+        outputs = base.normalize(
+            x,
+            mean,
+            variance,
+            self._broadcast(self.gamma),
+            self._broadcast(self.beta),
+            self.epsilon,
+        )
+        return self._output(ops.reshape(outputs, shape))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["groups"] = self.groups
+        return config

@@ -1,0 +1,325 @@
+"""One loaded SavedModel version and its signatures."""
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import message as protobuf_message
+from google.protobuf import text_format
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import saved_model_pb2
+
+logger = logging.getLogger("kerasdl.serving")
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class LoadError(Exception):
+    """A version that cannot be served; `code` is a TF Serving error code name."""
+
+    def __init__(self, message, code="UNKNOWN"):
+        super().__init__(message)
+        self.code = code
+
+
+class TensorInfo:
+    """One named input or output of a signature, read from the SavedModel proto.
+
+    Args:
+        key: the name clients use in requests and responses.
+        proto: the `tensorflow.TensorInfo` message.
+    """
+
+    def __init__(self, key, proto):
+        self.key = key
+        self.proto = proto
+        self.dtype_name = types_pb2.DataType.Name(proto.dtype)
+        self.dtype = tf.dtypes.as_dtype(proto.dtype)
+        self.numpy_dtype = np.dtype(
+            object if self.dtype == tf.string else self.dtype.as_numpy_dtype
+        )
+        self.is_dense = proto.WhichOneof("encoding") == "name"
+        if proto.tensor_shape.unknown_rank:
+            self.shape = None
+        else:
+            self.shape = tuple(
+                None if d.size < 0 else d.size for d in proto.tensor_shape.dim
+            )
+
+    @property
+    def shape_text(self):
+        if self.shape is None:
+            return "any shape"
+        return "[" + ",".join("-1" if d is None else str(d) for d in self.shape) + "]"
+
+    def to_json(self):
+        """The JSON TF Serving's metadata API prints for a TensorInfo."""
+        shape = self.proto.tensor_shape
+        return {
+            "dtype": self.dtype_name,
+            "tensor_shape": {
+                "dim": [{"size": str(d.size), "name": d.name} for d in shape.dim],
+                "unknown_rank": shape.unknown_rank,
+            },
+            "name": self.proto.name,
+        }
+
+
+class Signature:
+    """A callable signature: named numpy inputs in, named numpy outputs out.
+
+    `run` calls the fast concrete function when one was proven equivalent at load
+    time (see `_find_fast_path`), else the signature itself.
+    """
+
+    def __init__(self, name, proto, function):
+        self.name = name
+        self.method_name = proto.method_name
+        self.inputs = {
+            key: TensorInfo(key, info) for key, info in sorted(proto.inputs.items())
+        }
+        self.outputs = {
+            key: TensorInfo(key, info) for key, info in sorted(proto.outputs.items())
+        }
+        self.function = function
+        self.fast_function = None  # (concrete_function, input_order, output_keys)
+        self.supported = all(i.is_dense for i in self.inputs.values()) and all(
+            o.is_dense for o in self.outputs.values()
+        )
+
+    def to_json(self):
+        return {
+            "inputs": {k: v.to_json() for k, v in self.inputs.items()},
+            "outputs": {k: v.to_json() for k, v in self.outputs.items()},
+            "method_name": self.method_name,
+            "defaults": {},
+        }
+
+    def _tensors(self, inputs):
+        return {
+            key: tf.convert_to_tensor(value, dtype=self.inputs[key].dtype)
+            for key, value in inputs.items()
+        }
+
+    def run_signature(self, inputs):
+        outputs = self.function(**self._tensors(inputs))
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def run(self, inputs):
+        if self.fast_function is None:
+            return self.run_signature(inputs)
+        function, input_order, output_keys = self.fast_function
+        tensors = self._tensors(inputs)
+        outputs = function(*[tensors[key] for key in input_order])
+        if isinstance(outputs, dict):
+            return {key: outputs[key].numpy() for key in output_keys}
+        flat = tf.nest.flatten(outputs)
+        return {key: value.numpy() for key, value in zip(output_keys, flat)}
+
+
+def _probe_inputs(signature):
+    """Zeros matching the signature (unknown dims set to 1); None if unknown rank."""
+    probe = {}
+    for key, info in signature.inputs.items():
+        if info.shape is None:
+            return None
+        shape = tuple(1 if d is None else d for d in info.shape)
+        if info.dtype == tf.string:
+            probe[key] = np.full(shape, b"", dtype=object)
+        else:
+            probe[key] = np.zeros(shape, dtype=info.numpy_dtype)
+    return probe
+
+
+def _find_fast_path(loaded, signature):
+    """Finds the exported `serve` concrete function behind `serving_default`.
+
+    Keras' `model.export` writes both `serve` (a tf.function) and the
+    `serving_default` signature that wraps it; the signature layer flattens and
+    renames outputs (`output_0`, ... or the dict's keys). We call `serve`'s concrete
+    function directly only when its inputs map one-to-one onto the signature's
+    inputs by name (or there is a single input), its outputs map onto the
+    signature's output names the way TF names them, and one probe call gives the
+    same outputs as the signature. Otherwise the signature is used.
+    """
+    serve = getattr(loaded, "serve", None)
+    concrete = getattr(serve, "concrete_functions", None) or []
+    if signature.name != DEFAULT_SIGNATURE or len(concrete) != 1:
+        return None
+    function = concrete[0]
+    args, kwargs = function.structured_input_signature
+    if kwargs:
+        return None
+    specs = tf.nest.flatten(args)
+    if len(specs) != len(signature.inputs) or not all(
+        isinstance(s, tf.TensorSpec) for s in specs
+    ):
+        return None
+    names = [spec.name for spec in specs]
+    if len(specs) == 1:
+        input_order = list(signature.inputs)
+    elif sorted(names) == sorted(signature.inputs):
+        input_order = names
+    else:
+        return None
+    structured = function.structured_outputs
+    if isinstance(structured, dict):
+        output_keys = list(structured)
+    else:
+        output_keys = [f"output_{i}" for i in range(len(tf.nest.flatten(structured)))]
+    if sorted(output_keys) != sorted(signature.outputs):
+        return None
+    probe = _probe_inputs(signature)
+    if probe is None:
+        return None
+    candidate = (function, input_order, output_keys)
+    expected = signature.run_signature(probe)
+    signature.fast_function = candidate
+    try:
+        received = signature.run(probe)
+    except Exception:  # any failure just means: no fast path
+        received = None
+    signature.fast_function = None
+    if received is None or set(received) != set(expected):
+        return None
+    for key, value in expected.items():
+        other = received[key]
+        if value.shape != other.shape or value.dtype != other.dtype:
+            return None
+        if value.dtype == object:
+            if not np.array_equal(value, other):
+                return None
+        elif not np.allclose(value, other, equal_nan=True):
+            return None
+    return candidate
+
+
+def _error_code(error):
+    if isinstance(error, (FileNotFoundError, tf.errors.NotFoundError)):
+        return "NOT_FOUND"
+    if isinstance(error, tf.errors.DataLossError):
+        return "DATA_LOSS"
+    return "UNKNOWN"
+
+
+def _read_saved_model_proto(path):
+    binary = os.path.join(path, "saved_model.pb")
+    text = os.path.join(path, "saved_model.pbtxt")
+    proto = saved_model_pb2.SavedModel()
+    if os.path.isfile(binary):
+        try:
+            with open(binary, "rb") as file:
+                proto.ParseFromString(file.read())
+        except (protobuf_message.DecodeError, ValueError) as error:
+            raise LoadError(
+                f"{binary} is corrupt: cannot parse it ({error})", "DATA_LOSS"
+            )
+        return binary, proto
+    if os.path.isfile(text):
+        try:
+            with open(text, encoding="utf-8") as file:
+                text_format.Parse(file.read(), proto)
+        except (text_format.ParseError, UnicodeDecodeError) as error:
+            raise LoadError(
+                f"{text} is corrupt: cannot parse it ({error})", "DATA_LOSS"
+            )
+        return text, proto
+    raise LoadError(f"missing {binary}: not a SavedModel directory", "NOT_FOUND")
+
+
+def _check_fingerprint(path, proto_path):
+    """Compares saved_model.pb with the checksum TF wrote in fingerprint.pb (TF >= 2.12).
+
+    Catches bit flips that still parse. Uses TF's fingerprinting bindings, which are
+    not public API: when they are missing, the check is skipped.
+    """
+    if not os.path.isfile(
+        os.path.join(path, "fingerprint.pb")
+    ) or not proto_path.endswith(".pb"):
+        return
+    try:
+        from tensorflow.core.protobuf import fingerprint_pb2
+        from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+    except ImportError:
+        return
+    try:
+        stored = tf.saved_model.experimental.read_fingerprint(path)
+        actual = fingerprint_pb2.FingerprintDef.FromString(
+            fingerprinting.CreateFingerprintDef(path)
+        )
+    except Exception as error:  # a corrupt fingerprint.pb, or TF internals
+        raise LoadError(f"cannot verify {path}/fingerprint.pb: {error}", "DATA_LOSS")
+    if stored.saved_model_checksum != actual.saved_model_checksum:
+        raise LoadError(
+            f"{proto_path} is corrupt: its checksum does not match {path}/fingerprint.pb",
+            "DATA_LOSS",
+        )
+
+
+class Servable:
+    """A loaded SavedModel version: its signatures, ready to run.
+
+    Use `Servable.load(path, name, version)`; it raises `LoadError` with a message
+    naming the bad file for anything that is not a complete, intact SavedModel.
+
+    Args:
+        name: the model name.
+        version: the numeric version.
+        path: the version directory.
+        loaded: the object `tf.saved_model.load` returned.
+        signatures: signature name to `Signature`.
+    """
+
+    def __init__(self, name, version, path, loaded, signatures):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.loaded = loaded
+        self.signatures = signatures
+
+    @classmethod
+    def load(cls, path, name="model", version=0):
+        proto_path, proto = _read_saved_model_proto(path)
+        _check_fingerprint(path, proto_path)
+        meta_graphs = [m for m in proto.meta_graphs if "serve" in m.meta_info_def.tags]
+        if not meta_graphs:
+            raise LoadError(
+                f"{proto_path} has no meta graph tagged 'serve'", "NOT_FOUND"
+            )
+        try:
+            loaded = tf.saved_model.load(path, tags=["serve"])
+        except Exception as error:  # TF raises many kinds; all mean "bad model"
+            message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            variables = os.path.join(path, "variables")
+            if not os.path.isdir(variables):
+                message = f"missing {variables}/ ({message})"
+            raise LoadError(
+                f"cannot load {path}: {type(error).__name__}: {message}"[:1000],
+                _error_code(error),
+            ) from error
+        signatures = {}
+        for key, signature_proto in meta_graphs[0].signature_def.items():
+            if key not in loaded.signatures:
+                continue  # e.g. TF1 init ops signatures that load() does not expose
+            signatures[key] = Signature(key, signature_proto, loaded.signatures[key])
+        servable = cls(name, version, path, loaded, signatures)
+        for signature in signatures.values():
+            if signature.supported:
+                try:
+                    signature.fast_function = _find_fast_path(loaded, signature)
+                except Exception as error:  # fall back to the signature
+                    logger.debug("no fast path for %s: %s", signature.name, error)
+            logger.info(
+                "%s version %d signature %r: %s",
+                name,
+                version,
+                signature.name,
+                "fast path via the exported `serve` function"
+                if signature.fast_function
+                else "called through the signature",
+            )
+        return servable

@@ -1,0 +1,199 @@
+"""`kerasdl serve`: command-line flags (TF Serving's names) and the server's main loop."""
+
+import argparse
+import concurrent.futures
+import contextlib
+import logging
+import os
+import sys
+
+logger = logging.getLogger("kerasdl.serving")
+
+DEFAULT_MAX_BODY_BYTES = 32 << 20
+
+
+def add_serve_arguments(parser):
+    """Adds TF Serving's flags (and kerasdl's few extras) to an argparse parser."""
+    models = parser.add_argument_group("models (as tensorflow_model_server)")
+    models.add_argument(
+        "--model_name",
+        default="default",
+        help="Name of the model (default: %(default)s).",
+    )
+    models.add_argument(
+        "--model_base_path", help="Folder of numbered SavedModel versions."
+    )
+    models.add_argument(
+        "--model_config_file",
+        help="TF Serving model_config_list file (text proto), or the same as .json/.yaml.",
+    )
+    models.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="Seconds between scans for new versions; 0 scans once (default: %(default)s).",
+    )
+    http = parser.add_argument_group("HTTP")
+    http.add_argument(
+        "--rest_api_port", type=int, default=8501, help="Port (default: %(default)s)."
+    )
+    http.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="Address to bind (default: %(default)s, loopback only; there is no authentication).",
+    )
+    http.add_argument(
+        "--max_body_bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="Largest request body, after gzip inflation; larger ones get 413 (default: %(default)s).",
+    )
+    http.add_argument(
+        "--num_inference_threads",
+        type=int,
+        default=0,
+        help="Threads for parsing and model calls; 0 means 2 per CPU, at most 8 (default: %(default)s).",
+    )
+    http.add_argument(
+        "--graceful_shutdown_seconds",
+        type=float,
+        default=30.0,
+        help="On SIGTERM, how long in-flight requests may take to finish (default: %(default)s).",
+    )
+    batching = parser.add_argument_group("batching")
+    batching.add_argument(
+        "--enable_batching",
+        action="store_true",
+        help="Merge concurrent predict requests into one model call.",
+    )
+    batching.add_argument(
+        "--max_batch_size",
+        type=int,
+        default=32,
+        help="Rows per batch (default: %(default)s).",
+    )
+    batching.add_argument(
+        "--batch_timeout_micros",
+        type=int,
+        default=1000,
+        help="Longest wait to fill a batch while others run (default: %(default)s).",
+    )
+    batching.add_argument(
+        "--num_batch_threads",
+        type=int,
+        default=2,
+        help="Batches running at once (default: %(default)s).",
+    )
+    parser.add_argument(
+        "--log_level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Logging level (default: %(default)s).",
+    )
+    return parser
+
+
+def model_configs_from_args(args):
+    """The `ModelConfig`s the flags ask for; raises ValueError on bad flags."""
+    from kerasdl.serving.config import ModelConfig, load_model_config_file
+
+    if args.model_config_file and args.model_base_path:
+        raise ValueError("Use --model_config_file or --model_base_path, not both.")
+    if args.model_config_file:
+        return load_model_config_file(args.model_config_file)
+    if not args.model_base_path:
+        raise ValueError(
+            "Give --model_base_path (with --model_name) or --model_config_file."
+        )
+    return [
+        ModelConfig(
+            name=args.model_name, base_path=os.path.abspath(args.model_base_path)
+        )
+    ]
+
+
+def _configure_logging(level):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("kerasdl")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def build_app(args, configs):
+    """The ASGI app and its lifespan: starts the model poller, stops it at shutdown."""
+    from kerasdl.serving.app import ServingApp
+    from kerasdl.serving.batcher import Batcher
+    from kerasdl.serving.metrics import Metrics
+    from kerasdl.serving.model_manager import ModelManager
+
+    threads = args.num_inference_threads or min(8, 2 * (os.cpu_count() or 1))
+    executor = concurrent.futures.ThreadPoolExecutor(
+        threads, thread_name_prefix="kerasdl-infer"
+    )
+    manager = ModelManager(
+        configs, poll_wait_seconds=args.file_system_poll_wait_seconds
+    )
+    metrics = Metrics([c.name for c in configs])
+    batcher = None
+    if args.enable_batching:
+        batcher = Batcher(
+            ServingApp.run_signature,
+            executor,
+            max_batch_size=args.max_batch_size,
+            batch_timeout_micros=args.batch_timeout_micros,
+            num_batch_threads=args.num_batch_threads,
+            on_batch=metrics.observe_batch,
+        )
+    serving = ServingApp(manager, executor, metrics, args.max_body_bytes, batcher)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        manager.start()
+        yield
+        logger.info("shutting down: in-flight requests have finished")
+        manager.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    return serving.build(lifespan=lifespan), manager
+
+
+def run_from_args(args):
+    """Runs the server until SIGINT/SIGTERM; returns the exit code."""
+    import uvicorn
+
+    _configure_logging(args.log_level)
+    try:
+        configs = model_configs_from_args(args)
+    except (ValueError, OSError) as error:
+        logger.error("%s", error)
+        return 2
+    app, _ = build_app(args, configs)
+    for config in configs:
+        logger.info("serving model %s from %s", config.name, config.base_path)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.rest_api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=args.graceful_shutdown_seconds,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    logger.info("REST API at http://%s:%d/v1/models/", args.host, args.rest_api_port)
+    server.run()  # uvicorn traps SIGTERM/SIGINT: stop accepting, finish in-flight, exit
+    return 0
+
+
+def main(argv=None):
+    """`python -m kerasdl.serving --model_base_path=... [--rest_api_port=8501]`."""
+    parser = argparse.ArgumentParser(
+        prog="kerasdl serve",
+        description="Serve SavedModels over TensorFlow Serving's REST API.",
+    )
+    add_serve_arguments(parser)
+    return run_from_args(parser.parse_args(argv))

@@ -1,0 +1,25 @@
+"""LeNet-5 on sklearn's 8x8 digits: about a minute on two CPU cores, ~97% test accuracy.
+
+    python -m kerasdl train lenet --dataset digits     # or: python -m recipes.lenet
+
+The model (`kerasdl.models.lenet`) resizes the 8x8 images to 28x28 inside the graph;
+the exported SavedModel takes the raw float32 digits (0..16).
+"""
+
+from recipes.image_classification import ImageClassificationConfig, main
+from recipes.image_classification import train_and_evaluate  # noqa: F401
+
+CONFIG = ImageClassificationConfig(
+    model="lenet",
+    dataset="digits",
+    epochs=30,
+    learning_rate=3e-3,
+)
+
+
+def run(argv=None, prog=None) -> int:
+    return main(CONFIG, argv, recipe="lenet", prog=prog)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

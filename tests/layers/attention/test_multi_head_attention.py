@@ -1,0 +1,160 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerasdl.layers import MultiHeadAttention
+from kerasdl.testing import run_layer_test
+
+
+def _pair(num_heads=2, key_dim=4, value_dim=None, output_shape=None, use_bias=True):
+    """A kerasdl MHA and a Keras MHA with the same weights."""
+    ours = MultiHeadAttention(
+        num_heads, key_dim, value_dim=value_dim, output_shape=output_shape,
+        use_bias=use_bias,
+    )
+    reference = keras.layers.MultiHeadAttention(
+        num_heads, key_dim, value_dim=value_dim, output_shape=output_shape,
+        use_bias=use_bias,
+    )
+    return ours, reference
+
+
+def test_layer_contract():
+    run_layer_test(
+        MultiHeadAttention,
+        {"num_heads": 2, "key_dim": 4, "dropout": 0.1, "seed": 1},
+        input_shape=(2, 5, 8),
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=8,
+    )
+
+
+def test_layer_contract_without_bias_and_output_shape():
+    run_layer_test(
+        MultiHeadAttention,
+        {"num_heads": 3, "key_dim": 2, "value_dim": 5, "use_bias": False,
+         "output_shape": 6},
+        input_shape=(2, 4, 8),
+        expected_output_shape=(2, 4, 6),
+        expected_num_trainable_weights=4,
+    )
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_matches_keras_multi_head_attention(use_bias):
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(2, 3, 8)).astype("float32")
+    value = rng.normal(size=(2, 5, 6)).astype("float32")
+    key = rng.normal(size=(2, 5, 7)).astype("float32")
+    ours, reference = _pair(3, 4, value_dim=5, output_shape=9, use_bias=use_bias)
+    reference(query, value, key)
+    ours(query, value, key)
+    assert [w.shape for w in ours.get_weights()] == [
+        w.shape for w in reference.get_weights()
+    ]
+    ours.set_weights(reference.get_weights())
+    attention_mask = rng.random((2, 3, 5)) > 0.3
+    attention_mask[..., 0] = True
+    for kwargs in ({}, {"attention_mask": attention_mask}):
+        out, scores = ours(query, value, key, return_attention_scores=True, **kwargs)
+        ref_out, ref_scores = reference(
+            query, value, key, return_attention_scores=True, **kwargs
+        )
+        np.testing.assert_allclose(out, ref_out, atol=1e-5)
+        np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_matches_keras_self_attention_with_causal_and_padding_masks():
+    tokens = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]])
+    embedding = keras.layers.Embedding(10, 8, mask_zero=True)
+    x = embedding(tokens)
+    ours, reference = _pair(2, 4)
+    reference(x, x)
+    ours(x, x)
+    ours.set_weights(reference.get_weights())
+    out = ours(x, x, use_causal_mask=True)
+    ref = reference(x, x, use_causal_mask=True)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_causal_outputs_ignore_future_tokens():
+    rng = np.random.default_rng(2)
+    layer = MultiHeadAttention(2, 4)
+    for trial in range(10):
+        x = rng.normal(size=(1, 6, 8)).astype("float32")
+        t = int(rng.integers(0, 5))
+        changed = x.copy()
+        changed[:, t + 1 :] = rng.normal(size=changed[:, t + 1 :].shape)
+        before = layer(x, x, use_causal_mask=True)
+        after = layer(changed, changed, use_causal_mask=True)
+        np.testing.assert_allclose(before[:, : t + 1], after[:, : t + 1], atol=1e-5)
+
+
+def test_padded_keys_do_not_change_unpadded_outputs():
+    rng = np.random.default_rng(3)
+    layer = MultiHeadAttention(2, 4)
+    query = rng.normal(size=(1, 3, 8)).astype("float32")
+    value = rng.normal(size=(1, 6, 8)).astype("float32")
+    mask = np.array([[1, 1, 1, 1, 0, 0]], bool)
+    changed = value.copy()
+    changed[:, 4:] = 100 * rng.normal(size=(1, 2, 8))
+    np.testing.assert_allclose(
+        layer(query, value, value_mask=mask),
+        layer(query, changed, value_mask=mask),
+        atol=1e-5,
+    )
+
+
+def test_mixed_precision_cross_attention():
+    layer = MultiHeadAttention(2, 4, dtype="mixed_float16")
+    query = np.full((2, 3, 8), 30.0, "float32")
+    value = np.full((2, 4, 6), 30.0, "float32")
+    out, scores = layer(query, value, return_attention_scores=True)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    assert layer.query_kernel.dtype == "float32"
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(out).astype("float32")))
+
+
+def test_jit_compiled_training_step():
+    inputs = keras.Input((5, 8))
+    memory = keras.Input((7, 8))
+    outputs = MultiHeadAttention(2, 4, dropout=0.1)(inputs, memory)
+    model = keras.Model([inputs, memory], outputs)
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(4, 5, 8)), rng.normal(size=(4, 7, 8))]
+    history = model.fit(data, rng.normal(size=(4, 5, 8)), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_cross_attention_model_saves_and_reloads(tmp_path):
+    inputs = keras.Input((5, 8))
+    memory = keras.Input((7, 6))
+    outputs = MultiHeadAttention(2, 4, value_dim=3)(inputs, memory)
+    model = keras.Model([inputs, memory], outputs)
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(2, 5, 8)), rng.normal(size=(2, 7, 6))]
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(reloaded(data), model(data), atol=1e-6)
+
+
+def test_works_inside_tf_function():
+    layer = MultiHeadAttention(2, 4)
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    eager = layer(x, use_causal_mask=True)
+    graph = tf.function(lambda t: layer(t, use_causal_mask=True))(x)
+    np.testing.assert_allclose(graph, eager, atol=1e-6)
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_heads=0"):
+        MultiHeadAttention(0, 4)
+    with pytest.raises(ValueError, match="output_shape"):
+        MultiHeadAttention(2, 4, output_shape=(3, 4))
+    with pytest.raises(ValueError, match="rank|shape \\(batch, length, features\\)"):
+        MultiHeadAttention(2, 4)(np.ones((2, 3, 4, 5), "float32"))

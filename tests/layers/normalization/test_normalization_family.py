@@ -1,0 +1,86 @@
+"""Behaviour all four kerasdl normalization layers share: mixed precision,
+XLA-compiled training, channels-first inputs, serialization by registered name."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerasdl.layers import (
+    BatchNormalization,
+    GroupNormalization,
+    InstanceNormalization,
+    LayerNormalization,
+)
+
+LAYERS = {
+    "batch": lambda **kw: BatchNormalization(**kw),
+    "ghost_batch": lambda **kw: BatchNormalization(virtual_batch_size=2, **kw),
+    "renorm_batch": lambda **kw: BatchNormalization(renorm=True, **kw),
+    "torch_batch": lambda **kw: BatchNormalization(convention="torch", **kw),
+    "layer": lambda **kw: LayerNormalization(**kw),
+    "instance": lambda **kw: InstanceNormalization(track_running_stats=True, **kw),
+    "group": lambda **kw: GroupNormalization(groups=2, **kw),
+}
+
+
+def _np(v):
+    return keras.ops.convert_to_numpy(v)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_mixed_precision_stats_in_float32(name, policy):
+    x = np.random.default_rng(0).normal(300.0, 30.0, size=(4, 6, 6, 8))
+    x = x.astype("float16" if policy == "mixed_float16" else "float32")
+    layer = LAYERS[name](dtype=policy)
+    y = layer(x, training=True)
+    compute = policy.split("_")[1]
+    assert keras.backend.standardize_dtype(y.dtype) == compute
+    y = _np(keras.ops.cast(y, "float32"))
+    assert np.all(np.isfinite(y))
+    if name != "renorm_batch":  # fresh renorm statistics undo the normalization
+        assert np.abs(y).max() < 10  # normalized despite inputs in the hundreds
+    for w in layer.weights:
+        assert keras.backend.standardize_dtype(w.dtype) == "float32"
+    y = _np(keras.ops.cast(layer(x, training=False), "float32"))
+    assert np.all(np.isfinite(y))
+    if hasattr(layer, "moving_mean") and layer.moving_mean is not None:
+        assert np.all(np.isfinite(_np(layer.moving_variance)))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_jit_compiled_training_step(name):
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 8)).astype("float32")
+    inputs = keras.Input((4, 4, 8))
+    model = keras.Model(inputs, LAYERS[name]()(keras.layers.Conv2D(8, 1)(inputs)))
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    history = model.fit(x, x, batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert np.all(np.isfinite(_np(model(x, training=False))))
+
+
+@pytest.mark.parametrize("name", ["batch", "ghost_batch", "instance", "group"])
+def test_channels_first_equals_channels_last(name):
+    x = np.random.default_rng(0).normal(size=(4, 8, 5, 5)).astype("float32")
+    first, last = LAYERS[name](axis=1), LAYERS[name]()
+    first.build(x.shape)
+    last.build((4, 5, 5, 8))
+    for w in first.weights:
+        w.assign(np.random.default_rng(1).uniform(0.5, 1.5, size=w.shape))
+    last.set_weights(first.get_weights())
+    x_last = np.moveaxis(x, 1, -1)
+    for training in (True, False):
+        a = _np(first(x, training=training))
+        b = _np(last(x_last, training=training))
+        np.testing.assert_allclose(np.moveaxis(a, 1, -1), b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(first.weights, last.weights):
+        np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_registered_under_kerasdl(name):
+    layer = LAYERS[name]()
+    serialized = keras.saving.serialize_keras_object(layer)
+    assert serialized["registered_name"] == f"kerasdl>{type(layer).__name__}"
+    revived = keras.saving.deserialize_keras_object(serialized)
+    assert revived.get_config() == layer.get_config()

@@ -1,0 +1,73 @@
+import keras
+import numpy as np
+import pytest
+
+import kerasdl
+from kerasdl.testing import run_layer_test
+
+CASES = [
+    (kerasdl.layers.SpatialDropout1D, (2, 5, 3)),
+    (kerasdl.layers.SpatialDropout2D, (2, 4, 4, 3)),
+    (kerasdl.layers.SpatialDropout3D, (2, 3, 3, 3, 2)),
+]
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+def test_layer_contract(layer_cls, input_shape):
+    run_layer_test(
+        layer_cls,
+        {"rate": 0.5, "data_format": "channels_last", "seed": 1},
+        input_shape=input_shape,
+        expected_output_shape=input_shape,
+        expected_num_trainable_weights=0,
+        run_training_step=False,  # no weights to train
+    )
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_whole_channels_are_dropped(layer_cls, input_shape, data_format):
+    rate = 0.4
+    batch, channels = 256, 16
+    spatial = input_shape[1:-1]
+    if data_format == "channels_last":
+        shape, channel_axis = (batch, *spatial, channels), -1
+    else:
+        shape, channel_axis = (batch, channels, *spatial), 1
+    y = keras.ops.convert_to_numpy(
+        layer_cls(rate, data_format=data_format, seed=0)(
+            np.ones(shape, "float32"), training=True
+        )
+    )
+    # (batch, channels, positions): each channel is constant over positions.
+    per_channel = np.moveaxis(y, channel_axis, 1).reshape(batch, channels, -1)
+    assert np.all(per_channel.min(-1) == per_channel.max(-1))
+    kept = per_channel[..., 0] != 0
+    assert abs((1 - kept.mean()) - rate) < 0.04
+    np.testing.assert_allclose(per_channel[kept], 1 / (1 - rate), rtol=1e-6)
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+def test_identity_at_inference(layer_cls, input_shape):
+    x = np.random.default_rng(0).normal(size=input_shape).astype("float32")
+    y = layer_cls(0.5, seed=0)(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), x)
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+def test_wrong_rank_is_refused(layer_cls, input_shape):
+    x = np.ones(input_shape[:-1], "float32")
+    with pytest.raises(ValueError, match=f"expected ndim={len(input_shape)}"):
+        layer_cls(0.5)(x, training=True)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="Received: rate=1"):
+        kerasdl.layers.SpatialDropout2D(1)
+    with pytest.raises(ValueError, match="Received: data_format='NHWC'"):
+        kerasdl.layers.SpatialDropout2D(0.5, data_format="NHWC")
+
+
+def test_default_data_format_follows_keras_config():
+    layer = kerasdl.layers.SpatialDropout2D(0.5)
+    assert layer.data_format == keras.config.image_data_format()
