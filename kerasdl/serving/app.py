@@ -239,7 +239,7 @@ class ServingApp:
                 )
             status = 200
             return Response(payload, media_type="application/json")
-        except Exception as error:  # mapped to a status below
+        except Exception as error:  # noqa: BLE001 - mapped to a status below
             response = self._error_response(error)
             status = response.status_code
             return response

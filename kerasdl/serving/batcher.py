@@ -10,7 +10,7 @@ logger = logging.getLogger("kerasdl.serving")
 
 
 class _Pending:
-    __slots__ = ("inputs", "rows", "future", "arrived")
+    __slots__ = ("arrived", "future", "inputs", "rows")
 
     def __init__(self, inputs, rows, future):
         self.inputs = inputs
@@ -128,7 +128,7 @@ class Batcher:
                 outputs = await loop.run_in_executor(
                     self.executor, self.run, servable, signature_name, inputs
                 )
-            except Exception as error:  # every waiter gets the error
+            except Exception as error:  # noqa: BLE001 - every waiter gets the error
                 for p in batch:
                     if not p.future.done():
                         p.future.set_exception(error)
@@ -142,7 +142,7 @@ class Batcher:
                             self.executor, self.run, servable, signature_name, p.inputs
                         )
                         p.future.set_result(result)
-                    except Exception as error:
+                    except Exception as error:  # noqa: BLE001
                         p.future.set_exception(error)
                 return None
             start = 0

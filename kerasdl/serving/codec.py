@@ -133,11 +133,11 @@ def _numeric_array(value, info, check_bools):
             f"Input '{info.key}': {_expected(info)}; received {received}"
         )
     if target.kind in "iu":
-        if kind == "f":
-            if not np.all(np.isfinite(array)) or not np.all(array == np.floor(array)):
-                raise RequestError(
-                    f"Input '{info.key}': {_expected(info)}; received non-integer numbers"
-                )
+        integral = np.all(np.isfinite(array)) and np.all(array == np.floor(array))
+        if kind == "f" and not integral:
+            raise RequestError(
+                f"Input '{info.key}': {_expected(info)}; received non-integer numbers"
+            )
         limits = np.iinfo(target)
         if array.size and (array.min() < limits.min or array.max() > limits.max):
             raise RequestError(

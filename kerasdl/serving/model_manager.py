@@ -132,7 +132,7 @@ class ModelManager:
         while not self._stop.is_set():
             try:
                 self.poll()
-            except Exception:  # keep polling whatever one pass did
+            except Exception:
                 logger.exception("model poll failed")
             self.first_poll_done.set()
             if self.poll_wait_seconds <= 0:
@@ -215,7 +215,7 @@ class ModelManager:
                 error_message=str(error),
             )
             return
-        except Exception as error:  # never let a bad model kill the poller
+        except Exception as error:
             logger.exception("%s version %d failed to load", name, version)
             self._set_status(
                 model,

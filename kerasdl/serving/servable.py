@@ -181,7 +181,7 @@ def _find_fast_path(loaded, signature):
     signature.fast_function = candidate
     try:
         received = signature.run(probe)
-    except Exception:  # any failure just means: no fast path
+    except Exception:  # noqa: BLE001 - any failure just means: no fast path
         received = None
     signature.fast_function = None
     if received is None or set(received) != set(expected):
@@ -251,7 +251,7 @@ def _check_fingerprint(path, proto_path):
         actual = fingerprint_pb2.FingerprintDef.FromString(
             fingerprinting.CreateFingerprintDef(path)
         )
-    except Exception as error:  # a corrupt fingerprint.pb, or TF internals
+    except Exception as error:  # noqa: BLE001 - a corrupt fingerprint.pb, or TF internals
         raise LoadError(f"cannot verify {path}/fingerprint.pb: {error}", "DATA_LOSS")
     if stored.saved_model_checksum != actual.saved_model_checksum:
         raise LoadError(
@@ -292,7 +292,7 @@ class Servable:
             )
         try:
             loaded = tf.saved_model.load(path, tags=["serve"])
-        except Exception as error:  # TF raises many kinds; all mean "bad model"
+        except Exception as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             variables = os.path.join(path, "variables")
             if not os.path.isdir(variables):
@@ -311,7 +311,7 @@ class Servable:
             if signature.supported:
                 try:
                     signature.fast_function = _find_fast_path(loaded, signature)
-                except Exception as error:  # fall back to the signature
+                except Exception as error:  # noqa: BLE001 - fall back to the signature
                     logger.debug("no fast path for %s: %s", signature.name, error)
             logger.info(
                 "%s version %d signature %r: %s",

@@ -27,13 +27,19 @@ def test_status_lists_every_version(server):
     assert reply.status_code == 200
     assert reply.json() == {
         "model_version_status": [
-            {"version": v, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {
+                "version": v,
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
             for v in ("2", "1")
         ]
     }
 
 
-@pytest.mark.parametrize("suffix, version", [("/versions/1", "1"), ("/labels/canary", "2")])
+@pytest.mark.parametrize(
+    "suffix, version", [("/versions/1", "1"), ("/labels/canary", "2")]
+)
 def test_status_of_one_version(server, suffix, version):
     reply = requests.get(f"{server.url}/v1/models/dense{suffix}")
     assert [v["version"] for v in reply.json()["model_version_status"]] == [version]
@@ -43,19 +49,29 @@ def test_metadata_shaped_like_tf_serving(server):
     reply = requests.get(f"{server.url}/v1/models/recipe/metadata")
     assert reply.status_code == 200
     body = reply.json()
-    assert body["model_spec"] == {"name": "recipe", "signature_name": "", "version": "1"}
+    assert body["model_spec"] == {
+        "name": "recipe",
+        "signature_name": "",
+        "version": "1",
+    }
     signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["method_name"] == "tensorflow/serving/predict"
     assert signature["inputs"]["image"]["dtype"] == "DT_FLOAT"
     assert signature["inputs"]["image"]["tensor_shape"] == {
-        "dim": [{"size": "-1", "name": ""}, {"size": "2", "name": ""}, {"size": "2", "name": ""}],
+        "dim": [
+            {"size": "-1", "name": ""},
+            {"size": "2", "name": ""},
+            {"size": "2", "name": ""},
+        ],
         "unknown_rank": False,
     }
     assert set(signature["outputs"]) == {"probabilities", "class_id"}
     assert signature["outputs"]["class_id"]["dtype"] == "DT_INT64"
 
 
-@pytest.mark.parametrize("suffix, version", [("/versions/1", "1"), ("/labels/stable", "1"), ("", "2")])
+@pytest.mark.parametrize(
+    "suffix, version", [("/versions/1", "1"), ("/labels/stable", "1"), ("", "2")]
+)
 def test_metadata_by_version_and_label(server, suffix, version):
     reply = requests.get(f"{server.url}/v1/models/dense{suffix}/metadata")
     assert reply.json()["model_spec"]["version"] == version
@@ -65,13 +81,18 @@ def test_metadata_by_version_and_label(server, suffix, version):
 
 
 def test_predict_row_format_matches_in_process(server, loaded):
-    reply = predict(f"{server.url}/v1/models/dense:predict", {"instances": FEATURES.tolist()})
+    reply = predict(
+        f"{server.url}/v1/models/dense:predict", {"instances": FEATURES.tolist()}
+    )
     assert reply.status_code == 200, reply.text
     expected = _reference(loaded, "dense", 2, features=FEATURES)["output_0"]
     np.testing.assert_allclose(reply.json()["predictions"], expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("suffix, version", [("/versions/1", 1), ("/labels/stable", 1), ("/labels/canary", 2)])
+@pytest.mark.parametrize(
+    "suffix, version",
+    [("/versions/1", 1), ("/labels/stable", 1), ("/labels/canary", 2)],
+)
 def test_predict_columnar_format_by_version(server, loaded, suffix, version):
     url = f"{server.url}/v1/models/dense{suffix}:predict"
     for inputs in (FEATURES.tolist(), {"features": FEATURES.tolist()}):
@@ -86,15 +107,28 @@ def test_predict_multi_input_dict_outputs(server, loaded):
     scale = np.array([1.0, -2.0], dtype="float32")
     expected = _reference(loaded, "recipe", 1, image=image, scale=scale)
     url = f"{server.url}/v1/models/recipe:predict"
-    rows = predict(url, {"instances": [{"image": image[i].tolist(), "scale": float(scale[i])} for i in range(2)]})
+    rows = predict(
+        url,
+        {
+            "instances": [
+                {"image": image[i].tolist(), "scale": float(scale[i])} for i in range(2)
+            ]
+        },
+    )
     assert rows.status_code == 200, rows.text
     for i, row in enumerate(rows.json()["predictions"]):
         assert set(row) == {"probabilities", "class_id"}
         assert row["class_id"] == expected["class_id"][i]
-        np.testing.assert_allclose(row["probabilities"], expected["probabilities"][i], rtol=1e-6)
-    columns = predict(url, {"inputs": {"image": image.tolist(), "scale": scale.tolist()}})
+        np.testing.assert_allclose(
+            row["probabilities"], expected["probabilities"][i], rtol=1e-6
+        )
+    columns = predict(
+        url, {"inputs": {"image": image.tolist(), "scale": scale.tolist()}}
+    )
     assert columns.json()["outputs"]["class_id"] == expected["class_id"].tolist()
-    np.testing.assert_allclose(columns.json()["outputs"]["probabilities"], expected["probabilities"], rtol=1e-6)
+    np.testing.assert_allclose(
+        columns.json()["outputs"]["probabilities"], expected["probabilities"], rtol=1e-6
+    )
 
 
 def test_predict_strings_and_b64(server):
@@ -103,29 +137,47 @@ def test_predict_strings_and_b64(server):
     reply = predict(f"{server.url}/v1/models/text:predict", body)
     assert reply.status_code == 200, reply.text
     first, second = reply.json()["predictions"]
-    assert first == {"length": 3, "upper_bytes": {"b64": base64.b64encode(b"ABC").decode()}}
+    assert first == {
+        "length": 3,
+        "upper_bytes": {"b64": base64.b64encode(b"ABC").decode()},
+    }
     assert second["length"] == 4
     assert base64.b64decode(second["upper_bytes"]["b64"]) == bytes([0, 255, 72, 73])
 
 
 def test_predict_tf1_model_and_signature_name(server):
-    reply = predict(f"{server.url}/v1/models/half:predict", {"instances": [1.0, 2.0, 5.0]})
+    reply = predict(
+        f"{server.url}/v1/models/half:predict", {"instances": [1.0, 2.0, 5.0]}
+    )
     assert reply.json() == {"predictions": [2.5, 3.0, 4.5]}
 
 
 def test_regress_and_classify(server):
     url = f"{server.url}/v1/models/half"
     examples = {"examples": [{"x": 1.0}, {"x": 3.0}]}
-    regress = predict(f"{url}:regress", {"signature_name": "tensorflow/serving/regress", **examples})
+    regress = predict(
+        f"{url}:regress", {"signature_name": "tensorflow/serving/regress", **examples}
+    )
     assert regress.json() == {"result": [2.5, 3.5]}
     classify = predict(f"{url}:classify", {"signature_name": "classify_x", **examples})
-    assert classify.json() == {"result": [[["big", 2.5], ["small", -2.5]], [["big", 3.5], ["small", -3.5]]]}
-    context = predict(f"{url}:regress", {"signature_name": "tensorflow/serving/regress", "context": {"x": 1.0}, "examples": [{}]})
+    assert classify.json() == {
+        "result": [[["big", 2.5], ["small", -2.5]], [["big", 3.5], ["small", -3.5]]]
+    }
+    context = predict(
+        f"{url}:regress",
+        {
+            "signature_name": "tensorflow/serving/regress",
+            "context": {"x": 1.0},
+            "examples": [{}],
+        },
+    )
     assert context.json() == {"result": [2.5]}
 
 
 def test_classify_on_a_predict_signature_is_a_clear_400(server):
-    reply = predict(f"{server.url}/v1/models/dense:classify", {"examples": [{"x": 1.0}]})
+    reply = predict(
+        f"{server.url}/v1/models/dense:classify", {"examples": [{"x": 1.0}]}
+    )
     assert reply.status_code == 400
     assert "tensorflow/serving/classify" in reply.json()["error"]
 
@@ -133,7 +185,9 @@ def test_classify_on_a_predict_signature_is_a_clear_400(server):
 def test_gzip_body(server):
     body = gzip.compress(json.dumps({"instances": FEATURES.tolist()}).encode())
     reply = requests.post(
-        f"{server.url}/v1/models/dense:predict", data=body, headers={"Content-Encoding": "gzip"}
+        f"{server.url}/v1/models/dense:predict",
+        data=body,
+        headers={"Content-Encoding": "gzip"},
     )
     assert reply.status_code == 200, reply.text
     assert len(reply.json()["predictions"]) == 2
@@ -142,7 +196,10 @@ def test_gzip_body(server):
 def test_metrics(server):
     predict(f"{server.url}/v1/models/dense:predict", {"instances": FEATURES.tolist()})
     text = requests.get(f"{server.url}/monitoring/prometheus/metrics").text
-    assert 'kerasdl_serving_request_count{model_name="dense",api="predict",code="200"}' in text
+    assert (
+        'kerasdl_serving_request_count{model_name="dense",api="predict",code="200"}'
+        in text
+    )
     assert "kerasdl_serving_request_latency_seconds_bucket" in text
 
 
@@ -153,19 +210,39 @@ BAD_REQUESTS = [
     ("dense", b"[1, 2]", 400, "JSON object"),
     ("dense", b"{}", 400, "'instances' or 'inputs'"),
     ("dense", b'{"instances": [[1,2,3,4]], "inputs": [[1,2,3,4]]}', 400, "not both"),
-    ("dense", b'{"instances": [[1,2,3]]}', 400, "Input 'features': expected shape [-1,4] and dtype DT_FLOAT; received shape [1,3]"),
+    (
+        "dense",
+        b'{"instances": [[1,2,3]]}',
+        400,
+        "Input 'features': expected shape [-1,4] and dtype DT_FLOAT; received shape [1,3]",
+    ),
     ("dense", b'{"instances": [[1,2,3,4],[1,2]]}', 400, "ragged"),
     ("dense", b'{"instances": [[1,2,3,"x"]]}', 400, "received non-numeric values"),
     ("dense", b'{"instances": [[1,2,3,true]]}', 400, "received booleans"),
     ("dense", b'{"instances": [[1,2,3,null]]}', 400, "Input 'features'"),
     ("dense", b'{"instances": [[1,2,3,4]], "signature_name": "nope"}', 400, "nope"),
     ("dense", b'{"instances": []}', 400, "empty"),
-    ("dense", b'{"inputs": {"wrong": [[1,2,3,4]]}}', 400, "missing input(s) ['features']"),
+    (
+        "dense",
+        b'{"inputs": {"wrong": [[1,2,3,4]]}}',
+        400,
+        "missing input(s) ['features']",
+    ),
     ("recipe", b'{"instances": [[1,2]]}', 400, "takes 2 inputs"),
-    ("recipe", b'{"instances": [{"image": [[1,2],[3,4]]}]}', 400, "missing input(s) ['scale']"),
+    (
+        "recipe",
+        b'{"instances": [{"image": [[1,2],[3,4]]}]}',
+        400,
+        "missing input(s) ['scale']",
+    ),
     ("text", b'{"instances": [{"b64": "%%%"}]}', 400, "invalid base64"),
     ("text", b'{"instances": [1]}', 400, "DT_STRING"),
-    ("half", b'{"examples": [{"x": 1.0}], "signature_name": "tensorflow/serving/regress", "context": {"x": 2.0}}', 400, "context"),
+    (
+        "half",
+        b'{"examples": [{"x": 1.0}], "signature_name": "tensorflow/serving/regress", "context": {"x": 2.0}}',
+        400,
+        "context",
+    ),
     ("nope", b'{"instances": [1]}', 404, "Servable not found"),
     ("dense/versions/9", b'{"instances": [[1,2,3,4]]}', 404, "Servable not found"),
     ("dense/versions/x", b'{"instances": [[1,2,3,4]]}', 404, "Malformed version"),
@@ -181,7 +258,15 @@ def test_bad_requests(server, model, body, status, message):
     assert message in reply.json()["error"]
 
 
-@pytest.mark.parametrize("path", ["/v1/models/nope", "/v1/models/dense/versions/7", "/v1/models/dense/labels/x/metadata", "/nowhere"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/models/nope",
+        "/v1/models/dense/versions/7",
+        "/v1/models/dense/labels/x/metadata",
+        "/nowhere",
+    ],
+)
 def test_not_found_is_json(server, path):
     reply = requests.get(server.url + path)
     assert reply.status_code == 404
@@ -201,10 +286,14 @@ def test_oversize_chunked_body_is_413(server):
 
 
 def test_gzip_bomb_is_413_not_inflated(server):
-    bomb = gzip.compress(b" " * 200_000_000, compresslevel=9)  # ~1000:1, 200 MB inflated
+    bomb = gzip.compress(
+        b" " * 200_000_000, compresslevel=9
+    )  # ~1000:1, 200 MB inflated
     assert len(bomb) < 1_000_000
     reply = requests.post(
-        f"{server.url}/v1/models/dense:predict", data=bomb, headers={"Content-Encoding": "gzip"}
+        f"{server.url}/v1/models/dense:predict",
+        data=bomb,
+        headers={"Content-Encoding": "gzip"},
     )
     assert reply.status_code == 413
     assert "Decompressed" in reply.json()["error"]
@@ -214,7 +303,7 @@ HOSTILE = [
     b"\xff\xfe\xfa{",  # invalid UTF-8
     b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # deep nesting
     b'{"instances": [[1e400, 1, 2, 3]]}',
-    b'{"instances": [[' + b"9" * 5000 + b', 1, 2, 3]]}',  # huge int
+    b'{"instances": [[' + b"9" * 5000 + b", 1, 2, 3]]}",  # huge int
     b'{"instances": [[NaN, Infinity, -Infinity, 0]]}',
     b'{"instances": [[18446744073709551616, 1, 2, 3]]}',
     b'{"instances": "abc"}',
@@ -232,3 +321,57 @@ def test_hostile_bodies_never_5xx(server, body, model):
     assert reply.status_code < 500, reply.text
     assert "Traceback" not in reply.text
     assert server.process.poll() is None
+
+
+# --- concurrency and latency ---------------------------------------------------------------
+
+
+def test_eight_concurrent_clients(server, loaded):
+    import concurrent.futures
+
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(size=(1 + i % 3, 4)).astype("float32") for i in range(80)]
+
+    def client(index):
+        with requests.Session() as session:
+            results = []
+            for batch in batches[index::8]:
+                reply = session.post(
+                    f"{server.url}/v1/models/dense/versions/1:predict",
+                    json={"instances": batch.tolist()},
+                )
+                results.append((batch, reply.status_code, reply.json()))
+            return results
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(client, range(8)) for r in rs]
+    assert len(results) == 80
+    for batch, status, body in results:
+        assert status == 200, body
+        expected = _reference(loaded, "dense", 1, features=batch)["output_0"]
+        np.testing.assert_allclose(body["predictions"], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_latency_regression(server):
+    """Loose guard (p50 < 10 ms on loopback); benchmarks/serving.py measures properly.
+
+    The best of three rounds counts, so a busy shared machine does not fail it.
+    """
+    import time
+
+    body = json.dumps({"instances": FEATURES[:1].tolist()})
+    medians = []
+    with requests.Session() as session:
+        for _ in range(3):
+            timings = []
+            for _ in range(100):
+                started = time.perf_counter()
+                reply = session.post(f"{server.url}/v1/models/dense:predict", data=body)
+                timings.append(time.perf_counter() - started)
+                assert reply.status_code == 200
+            medians.append(float(np.median(timings)))
+            if medians[-1] < 0.010:
+                break
+    assert min(medians) < 0.010, (
+        f"p50 per round: {[round(m * 1e3, 2) for m in medians]} ms"
+    )
