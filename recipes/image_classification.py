@@ -18,7 +18,6 @@ Files written:
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -126,13 +125,13 @@ def train_and_evaluate(
         except (ValueError, KeyError, TypeError) as error:
             raise training.UsageError(error) from None
 
-    steps_per_epoch = max(1, math.ceil(data.num_examples["train"] / config.batch_size))
     with strategy.scope():
         model = build_model()
         if config.sync_batchnorm:
             model = training.synchronize_batch_norm(model)
         model.compile(
-            optimizer=_optimizer(config, steps_per_epoch),
+            optimizer=_optimizer(config, steps_per_epoch=max(
+                1, -(-data.num_examples["train"] // config.batch_size))),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=config.jit_compile,
@@ -150,7 +149,8 @@ def train_and_evaluate(
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
         print(f"Resuming {recipe} from {workdir} after epoch {initial_epoch}.")
-        training.fast_forward(data.train, initial_epoch)
+    # One endless stream, so epoch k is always the k-th pass over the shuffled data.
+    train_stream, steps_per_epoch = training.resumable_stream(data.train, initial_epoch)
     log_path = os.path.join(workdir, "training_log.csv")
     callbacks = [TerminateOnNonFiniteLoss(), early_stopping]
     if chief:
@@ -161,7 +161,8 @@ def train_and_evaluate(
 
     start = time.perf_counter()
     history = model.fit(
-        data.train,
+        train_stream,
+        steps_per_epoch=steps_per_epoch,
         validation_data=data.validation,
         epochs=config.epochs,
         initial_epoch=initial_epoch,

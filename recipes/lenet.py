@@ -12,8 +12,11 @@ from recipes.image_classification import train_and_evaluate  # noqa: F401
 CONFIG = ImageClassificationConfig(
     model="lenet",
     dataset="digits",
-    epochs=30,
-    learning_rate=3e-3,
+    epochs=15,
+    learning_rate=3e-3,  # Adam, cosine decay to 0 over the 15 epochs.
+    # ReLU instead of the 1998 sigmoid: same network, reaches ~97% in a third of
+    # the epochs (pass --model-options '{"activation": "sigmoid"}' for the original).
+    model_options={"activation": "relu"},
 )
 
 

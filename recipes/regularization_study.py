@@ -6,7 +6,7 @@
 The data are scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes,
 shipped with scikit-learn, no download), split once, stratified and seeded, into
 train / validation / test. Only a small part of the training split is used for
-training, so that a CNN with ~140k parameters can memorise it: overfitting shows
+training, so that a CNN with ~40k parameters can memorise it: overfitting shows
 as training accuracy at 100% while validation loss climbs back up.
 
 The same network is then trained five times from the same initial weights:
@@ -51,19 +51,22 @@ class RegularizationStudyConfig:
     # Data: fractions of the 1,797 digits, then a small training subset.
     validation_fraction: float = 0.25
     test_fraction: float = 0.25
-    train_size: int = 300
+    train_size: int = 200
     # Model.
-    conv_filters: tuple[int, ...] = (32, 64)
-    dense_units: int = 128
+    conv_filters: tuple[int, ...] = (16, 32)
+    dense_units: int = 64
     # Training.
-    epochs: int = 60
+    epochs: int = 40
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     # Regularizers, one per variant.
-    l2: float = 1e-3
+    l2: float = 3e-3
     conv_dropout_rate: float = 0.25
     dense_dropout_rate: float = 0.5
     early_stopping_patience: int = 10
+    # With 7 steps an epoch, Keras' default momentum of 0.99 leaves the moving
+    # statistics far from the batch ones after 280 steps: inference collapses.
+    batch_norm_momentum: float = 0.9
     variants: tuple[str, ...] = VARIANTS
     verbose: int = 0
 
@@ -85,16 +88,22 @@ def load_data(config: RegularizationStudyConfig) -> dict:
     labels = digits.target.astype("int32")
     indices = np.arange(len(labels))
     rest, test = train_test_split(
-        indices, test_size=config.test_fraction, stratify=labels,
+        indices,
+        test_size=config.test_fraction,
+        stratify=labels,
         random_state=config.seed,
     )
     train, validation = train_test_split(
-        rest, test_size=config.validation_fraction / (1 - config.test_fraction),
-        stratify=labels[rest], random_state=config.seed,
+        rest,
+        test_size=config.validation_fraction / (1 - config.test_fraction),
+        stratify=labels[rest],
+        random_state=config.seed,
     )
     if config.train_size < len(train):
         train, _ = train_test_split(
-            train, train_size=config.train_size, stratify=labels[train],
+            train,
+            train_size=config.train_size,
+            stratify=labels[train],
             random_state=config.seed,
         )
     return {
@@ -124,7 +133,9 @@ def build_model(config: RegularizationStudyConfig, variant: str):
     def block(x, layer, dropout_rate, name):
         x = layer(x)
         if batch_norm:
-            x = kerasdl.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = kerasdl.layers.BatchNormalization(
+                momentum=config.batch_norm_momentum, name=f"{name}_bn"
+            )(x)
         x = keras.layers.ReLU(name=f"{name}_relu")(x)
         if dropout:
             x = kerasdl.layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
@@ -134,15 +145,21 @@ def build_model(config: RegularizationStudyConfig, variant: str):
     x = inputs
     for i, filters in enumerate(config.conv_filters):
         conv = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=not batch_norm,
-            kernel_regularizer=kernel_regularizer, name=f"conv{i + 1}",
+            filters,
+            3,
+            padding="same",
+            use_bias=not batch_norm,
+            kernel_regularizer=kernel_regularizer,
+            name=f"conv{i + 1}",
         )
         x = block(x, conv, config.conv_dropout_rate, f"conv{i + 1}")  # (b, 8, 8, f)
     x = keras.layers.MaxPooling2D(2, name="pool")(x)  # (batch, 4, 4, filters)
     x = keras.layers.Flatten(name="flatten")(x)
     dense = keras.layers.Dense(
-        config.dense_units, use_bias=not batch_norm,
-        kernel_regularizer=kernel_regularizer, name="dense",
+        config.dense_units,
+        use_bias=not batch_norm,
+        kernel_regularizer=kernel_regularizer,
+        name="dense",
     )
     x = block(x, dense, config.dense_dropout_rate, "dense")  # (batch, units)
     logits = keras.layers.Dense(
@@ -197,8 +214,7 @@ def train_variant(config: RegularizationStudyConfig, variant: str, data: dict) -
 
     # Final models, inference mode (no dropout, batch norm's moving statistics).
     scores = {
-        split: model.evaluate(*data[split], batch_size=256, verbose=0,
-                              return_dict=True)
+        split: model.evaluate(*data[split], batch_size=256, verbose=0, return_dict=True)
         for split in ("train", "validation", "test")
     }
     row = {
@@ -226,8 +242,9 @@ def train_and_evaluate(config: RegularizationStudyConfig, workdir: str) -> list[
     """Runs every variant, prints the table, writes CSV, JSON and PNG to `workdir`."""
     unknown = set(config.variants) - set(VARIANTS)
     if unknown:
-        raise ValueError(f"Unknown variants {sorted(unknown)}; expected some of "
-                         f"{VARIANTS}")
+        raise ValueError(
+            f"Unknown variants {sorted(unknown)}; expected some of {VARIANTS}"
+        )
     os.makedirs(workdir, exist_ok=True)
     data = load_data(config)
     sizes = ", ".join(f"{name} {len(labels)}" for name, (_, labels) in data.items())
@@ -237,7 +254,9 @@ def train_and_evaluate(config: RegularizationStudyConfig, workdir: str) -> list[
     for variant in config.variants:
         results[variant] = train_variant(config, variant, data)
         row = results[variant]["row"]
-        print(f"  {variant:<15} {row['epochs_run']:>3} epochs in {row['seconds']:5.1f}s")
+        print(
+            f"  {variant:<15} {row['epochs_run']:>3} epochs in {row['seconds']:5.1f}s"
+        )
     rows = [result["row"] for result in results.values()]
 
     table = format_table(rows)
@@ -266,9 +285,11 @@ def train_and_evaluate(config: RegularizationStudyConfig, workdir: str) -> list[
 
 def format_table(rows: list[dict]) -> str:
     """The results as a fixed-width text table."""
-    header = (f"{'variant':<15} {'epochs':>6} {'train acc':>9} {'val acc':>8} "
-              f"{'gap':>6} {'train loss':>10} {'val loss':>9} {'gap':>6} "
-              f"{'test acc':>8}")
+    header = (
+        f"{'variant':<15} {'epochs':>6} {'train acc':>9} {'val acc':>8} "
+        f"{'gap':>6} {'train loss':>10} {'val loss':>9} {'gap':>6} "
+        f"{'test acc':>8}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         epochs = str(row["epochs_run"])
@@ -297,26 +318,41 @@ def plot_learning_curves(results: dict, path: str) -> None:
             color = f"C{i}"
             history = result["history"]
             epochs = range(1, len(history[metric]) + 1)
-            ax.plot(epochs, history[metric], "--", color=color, alpha=0.8)
-            ax.plot(epochs, history[f"val_{metric}"], "-", color=color, label=variant)
+            # Early stopping is the baseline cut short: a wide halo under it.
+            if variant == "early_stopping":
+                line = {"color": color, "lw": 4, "alpha": 0.4, "zorder": 1}
+            else:
+                line = {"color": color, "lw": 1.5, "alpha": 0.9, "zorder": 2}
+            ax.plot(epochs, history[metric], "--", **line)
+            ax.plot(epochs, history[f"val_{metric}"], "-", label=variant, **line)
             best_epoch = result["row"]["best_epoch"]
             if best_epoch is not None:
-                ax.plot(best_epoch, history[f"val_{metric}"][best_epoch - 1], "o",
-                        color=color)
+                ax.plot(
+                    best_epoch,
+                    history[f"val_{metric}"][best_epoch - 1],
+                    "o",
+                    color=color,
+                )
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if metric == "cross_entropy":
             ax.set_yscale("log")
-    axes[-1].set_ylim(top=1.005)
+    axes[-1].set_ylim(0.7, 1.005)
     # Two legends: colours name the variants, line styles the split.
     axes[0].legend(title="variant (validation)", loc="lower left", fontsize=9)
-    styles = [plt.Line2D([], [], color="gray", ls="--", label="train"),
-              plt.Line2D([], [], color="gray", ls="-", label="validation"),
-              plt.Line2D([], [], color="gray", ls="", marker="o",
-                         label="restored best epoch")]
+    styles = [
+        plt.Line2D([], [], color="gray", ls="--", label="train"),
+        plt.Line2D([], [], color="gray", ls="-", label="validation"),
+        plt.Line2D(
+            [], [], color="gray", ls="", marker="o", label="restored best epoch"
+        ),
+    ]
     axes[-1].legend(handles=styles, loc="lower right", fontsize=9)
-    figure.suptitle("Digits 8x8 CNN: train (dashed) vs validation (solid)")
+    figure.suptitle(
+        "Digits 8x8 CNN: train (dashed) vs validation (solid); train curves are "
+        "measured while training, dropout active"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -331,14 +367,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--train-size", type=int, default=defaults.train_size)
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS,
-                        default=list(defaults.variants))
-    parser.add_argument("--output", default=os.path.join("runs", "regularization_study"))
+    parser.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=list(defaults.variants)
+    )
+    parser.add_argument(
+        "--output", default=os.path.join("runs", "regularization_study")
+    )
     parser.add_argument("--verbose", type=int, default=defaults.verbose)
     args = parser.parse_args(argv)
     config = dataclasses.replace(
-        defaults, epochs=args.epochs, seed=args.seed, train_size=args.train_size,
-        variants=tuple(args.variants), verbose=args.verbose,
+        defaults,
+        epochs=args.epochs,
+        seed=args.seed,
+        train_size=args.train_size,
+        variants=tuple(args.variants),
+        verbose=args.verbose,
     )
     train_and_evaluate(config, args.output)
 

@@ -55,7 +55,8 @@ class EarlyStopping(keras.callbacks.Callback):
             Defaults to `0`.
         mode: `"min"`, `"max"` or `"auto"`. `"auto"` maximizes names that
             contain `acc`, `auc`, `precision`, `recall`, `f1`, `fbeta`, `iou`
-            or `r2`, and minimizes the rest. Defaults to `"auto"`.
+            or `r2` (and do not end in `loss`), and minimizes the rest.
+            Defaults to `"auto"`.
         baseline: optional float. Patience is only reset by epochs that beat
             both the best value and `baseline`, so training stops after
             `patience` epochs if the baseline is never beaten. Defaults to
@@ -109,8 +110,10 @@ class EarlyStopping(keras.callbacks.Callback):
             raise ValueError(
                 f"`min_delta` must be a number >= 0. Received: min_delta={min_delta!r}"
             )
-        for name, value in (("patience", patience), ("start_from_epoch",
-                                                      start_from_epoch)):
+        for name, value in (
+            ("patience", patience),
+            ("start_from_epoch", start_from_epoch),
+        ):
             if not isinstance(value, int) or value < 0:
                 raise ValueError(
                     f"`{name}` must be an int >= 0. Received: {name}={value!r}"
@@ -136,7 +139,8 @@ class EarlyStopping(keras.callbacks.Callback):
         self.backup_dir = backup_dir
         if mode == "auto":
             name = monitor.lower()
-            mode = "max" if any(key in name for key in _MAXIMIZED) else "min"
+            maximized = any(key in name for key in _MAXIMIZED)
+            mode = "max" if maximized and not name.endswith("loss") else "min"
         self.maximize = mode == "max"
         self._reset()
 
@@ -221,7 +225,11 @@ class EarlyStopping(keras.callbacks.Callback):
         if self.backup_dir and self._load_backup():
             logger.info(
                 "EarlyStopping resumed from %s at epoch %s (best %s=%s, wait %d).",
-                self.backup_dir, self.last_epoch, self.monitor, self.best, self.wait,
+                self.backup_dir,
+                self.last_epoch,
+                self.monitor,
+                self.best,
+                self.wait,
             )
 
     def on_epoch_end(self, epoch, logs=None):

@@ -39,8 +39,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
       keras-team/keras#21771).
     * Checkpoints are taken at epoch boundaries only; a run killed mid-epoch replays
       that whole epoch from its start. With deterministic ops and a seeded input
-      pipeline (see `kerasdl.training.fast_forward`) a resumed run ends with exactly the
-      same weights as an uninterrupted one.
+      pipeline fed as one stream (see `kerasdl.training.resumable_stream`), a
+      resumed run ends with exactly the same weights as an uninterrupted one.
     * When `fit` finishes normally the directory is marked completed; the next
       `restore()` then starts a fresh run instead of resuming a finished one.
 

@@ -20,7 +20,11 @@ MNIST8K_LABELS = "t10k-labels-idx1-ubyte.gz"
 # The splits are fixed (not the caller's seed), so every run evaluates on the same images.
 SPLIT_SEED = 0
 DIGITS_FRACTIONS = (0.70, 0.15, 0.15)  # 1,797 -> 1,259 / 269 / 269 (rounded per class)
-MNIST8K_FRACTIONS = (0.75, 0.125, 0.125)  # 8,000 -> 6,004 / 998 / 998 (rounded per class)
+MNIST8K_FRACTIONS = (
+    0.75,
+    0.125,
+    0.125,
+)  # 8,000 -> 6,004 / 998 / 998 (rounded per class)
 
 
 def _read_only(*arrays):
@@ -29,7 +33,7 @@ def _read_only(*arrays):
     return arrays
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_digits_arrays():
     """sklearn's `load_digits` as images `(1797, 8, 8, 1)` float32 in 0..16 and int32 labels."""
     from sklearn.datasets import load_digits
@@ -40,7 +44,7 @@ def load_digits_arrays():
     return _read_only(images, labels)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_mnist8k_arrays(directory=MNIST8K_DIR):
     """The embedded MNIST images `(8000, 28, 28, 1)` uint8 and int32 labels.
 
@@ -66,7 +70,7 @@ def load_mnist8k_arrays(directory=MNIST8K_DIR):
     return _read_only(images[..., None], labels.astype(np.int32))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def split_indices(name):
     """The fixed stratified (train, validation, test) index arrays of an embedded set."""
     if name == "digits":

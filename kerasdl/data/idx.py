@@ -56,7 +56,9 @@ def read_idx(path, expected_magic=None):
         ) from error
 
     if len(data) < 4:
-        raise DatasetFormatError(f"{path} has {len(data)} bytes, too few for an IDX header.")
+        raise DatasetFormatError(
+            f"{path} has {len(data)} bytes, too few for an IDX header."
+        )
     magic = int.from_bytes(data[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise DatasetFormatError(

@@ -116,13 +116,13 @@ def _embedded_splits(name, limit):
             tf.data.Dataset.from_tensor_slices((images[indices], labels[indices])),
             len(indices),
         )
-    info = dict(
-        num_classes=10,
-        input_shape=tuple(images.shape[1:]),
-        input_dtype=str(images.dtype),
-        rescale=rescale,
-        class_names=class_names,
-    )
+    info = {
+        "num_classes": 10,
+        "input_shape": tuple(images.shape[1:]),
+        "input_dtype": str(images.dtype),
+        "rescale": rescale,
+        "class_names": class_names,
+    }
     return splits, info
 
 
@@ -142,13 +142,13 @@ def _tfds_splits(name, data_dir, limit, download):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
         splits[split] = (dataset, count)
-    info = dict(
-        num_classes=label_feature.num_classes,
-        input_shape=tuple(image_feature.shape),
-        input_dtype=np.dtype(image_feature.np_dtype).name,
-        rescale=1.0 / 255.0,
-        class_names=list(label_feature.names),
-    )
+    info = {
+        "num_classes": label_feature.num_classes,
+        "input_shape": tuple(image_feature.shape),
+        "input_dtype": np.dtype(image_feature.np_dtype).name,
+        "rescale": 1.0 / 255.0,
+        "class_names": list(label_feature.names),
+    }
     return splits, info
 
 
@@ -211,7 +211,9 @@ def load_image_dataset(
             f"Unknown image dataset {name!r}. Known: {', '.join(IMAGE_DATASETS)}."
         )
     if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}")
+        raise ValueError(
+            f"`batch_size` must be >= 1. Received: batch_size={batch_size}"
+        )
     if limit is not None and int(limit) < 1:
         raise ValueError(f"`limit` must be >= 1 or None. Received: limit={limit}")
 

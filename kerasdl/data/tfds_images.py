@@ -54,14 +54,16 @@ def tfds_split_specs(builder, limit=None):
     `limit` caps each split at its first `limit` examples.
     """
     total = builder.info.splits["train"].num_examples
-    num_validation = int(round(total * VALIDATION_FRACTION))
+    num_validation = round(total * VALIDATION_FRACTION)
     num_train = total - num_validation
     num_test = builder.info.splits["test"].num_examples
     if limit is not None:
         num_train, num_validation, num_test = (
-            min(limit, num_train), min(limit, num_validation), min(limit, num_test)
+            min(limit, num_train),
+            min(limit, num_validation),
+            min(limit, num_test),
         )
-    first_validation = total - int(round(total * VALIDATION_FRACTION))
+    first_validation = total - round(total * VALIDATION_FRACTION)
     return {
         "train": (f"train[:{num_train}]", num_train),
         "validation": (

@@ -6,9 +6,17 @@ model = kerasdl.models.get_model("resnet18", input_shape=(8, 8, 1), num_classes=
                                  rescale=1 / 16)
 sorted(kerasdl.models.MODELS)  # every registered name
 ```
+
+Conventions shared by every builder (stems, normalization options, weight decay,
+the float32 softmax output) are documented in `kerasdl.models.common`.
 """
 
-from kerasdl.models.registry import MODELS, get_model, register_model  # noqa: F401
-from kerasdl.models.common import group_count  # noqa: F401
+from kerasdl.models.alexnet import alexnet  # noqa: F401
+from kerasdl.models.common import get_layer_library, group_count  # noqa: F401
+from kerasdl.models.densenet import densenet  # noqa: F401
+from kerasdl.models.googlenet import googlenet  # noqa: F401
 from kerasdl.models.lenet import lenet  # noqa: F401
+from kerasdl.models.nin import nin  # noqa: F401
+from kerasdl.models.registry import MODELS, get_model, register_model  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401
+from kerasdl.models.vgg import vgg  # noqa: F401

@@ -206,7 +206,9 @@ class ModelSpec:
             kernel_size,
             strides=strides,
             padding=padding,
-            kernel_initializer=kwargs.pop("kernel_initializer", self.kernel_initializer),
+            kernel_initializer=kwargs.pop(
+                "kernel_initializer", self.kernel_initializer
+            ),
             kernel_regularizer=self.kernel_regularizer(),
             name=name,
             **kwargs,
@@ -242,13 +244,25 @@ class ModelSpec:
     # Composite blocks -------------------------------------------------------------
 
     def conv_norm_act(
-        self, x, filters, kernel_size, *, strides=1, padding="same", name,
-        activation=True, **conv_kwargs,
+        self,
+        x,
+        filters,
+        kernel_size,
+        *,
+        strides=1,
+        padding="same",
+        name,
+        activation=True,
+        **conv_kwargs,
     ):
         """conv -> normalization -> activation, named `{name}_conv/_norm/_act`."""
         x = self.conv(
-            filters, kernel_size, strides=strides, padding=padding,
-            name=f"{name}_conv", **conv_kwargs,
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            name=f"{name}_conv",
+            **conv_kwargs,
         )(x)
         norm = self.norm(filters, name=f"{name}_norm")
         if norm is not None:

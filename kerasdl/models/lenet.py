@@ -82,7 +82,9 @@ def lenet(
         layer_library=layer_library,
     )
     Pooling = (
-        keras.layers.AveragePooling2D if pooling == "average" else keras.layers.MaxPooling2D
+        keras.layers.AveragePooling2D
+        if pooling == "average"
+        else keras.layers.MaxPooling2D
     )
 
     # Convolutional block.

@@ -29,11 +29,17 @@ def bottleneck_block(spec, x, filters, *, strides, name, expansion=4):
     # Residual branch.
     y = spec.conv_norm_act(x, filters, 1, name=f"{name}_1")
     y = spec.conv_norm_act(y, filters, 3, strides=strides, name=f"{name}_2")
-    y = spec.conv_norm_act(y, expansion * filters, 1, name=f"{name}_3", activation=False)
+    y = spec.conv_norm_act(
+        y, expansion * filters, 1, name=f"{name}_3", activation=False
+    )
     # Shortcut: 1x1 projection when the shape changes.
     if strides != 1 or x.shape[-1] != expansion * filters:
         shortcut = spec.conv_norm_act(
-            x, expansion * filters, 1, strides=strides, name=f"{name}_shortcut",
+            x,
+            expansion * filters,
+            1,
+            strides=strides,
+            name=f"{name}_shortcut",
             activation=False,
         )
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
@@ -130,7 +136,9 @@ def resnet(
     # Stem.
     inputs, x = spec.inputs_and_stem(min_size=32 if stem == "imagenet" else 8)
     if stem == "imagenet":
-        x = spec.conv_norm_act(x, widths[0], 7, strides=2, name="stem")  # (B, H/2, W/2, 64)
+        x = spec.conv_norm_act(
+            x, widths[0], 7, strides=2, name="stem"
+        )  # (B, H/2, W/2, 64)
         x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="stem_pool")(x)
     else:
         x = spec.conv_norm_act(x, widths[0], 3, name="stem")  # (B, H, W, 64)
@@ -148,8 +156,12 @@ def resnet(
     return keras.Model(inputs, outputs, name=name or "resnet")
 
 
-register_model("resnet18", resnet, block="basic", stage_sizes=(2, 2, 2, 2), name="resnet18")
-register_model("resnet34", resnet, block="basic", stage_sizes=(3, 4, 6, 3), name="resnet34")
+register_model(
+    "resnet18", resnet, block="basic", stage_sizes=(2, 2, 2, 2), name="resnet18"
+)
+register_model(
+    "resnet34", resnet, block="basic", stage_sizes=(3, 4, 6, 3), name="resnet34"
+)
 register_model(
     "resnet50", resnet, block="bottleneck", stage_sizes=(3, 4, 6, 3), name="resnet50"
 )

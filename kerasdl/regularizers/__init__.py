@@ -2,4 +2,4 @@
 
 from kerasdl.regularizers.regularizers import L1, L1L2, L2, get
 
-__all__ = ["L1", "L2", "L1L2", "get"]
+__all__ = ["L1", "L1L2", "L2", "get"]

@@ -12,7 +12,7 @@ from kerasdl.training.learning_curves import plot_learning_curves  # noqa: F401
 from kerasdl.training.learning_curves import read_history  # noqa: F401
 from kerasdl.training.model_card import build_model_card  # noqa: F401
 from kerasdl.training.model_card import device_description  # noqa: F401
-from kerasdl.training.reproducibility import fast_forward  # noqa: F401
+from kerasdl.training.reproducibility import resumable_stream  # noqa: F401
 from kerasdl.training.reproducibility import set_seed  # noqa: F401
 from kerasdl.training.strategy import STRATEGIES  # noqa: F401
 from kerasdl.training.strategy import describe as describe_strategy  # noqa: F401

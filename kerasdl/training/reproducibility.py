@@ -18,15 +18,27 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def fast_forward(dataset, epochs: int) -> None:
-    """Advances a seeded, reshuffling `tf.data` pipeline by `epochs` epochs.
+def resumable_stream(dataset, initial_epoch: int = 0):
+    """Returns `(stream, steps_per_epoch)` for `fit`: the dataset repeated forever,
+    with the batches of the first `initial_epoch` epochs skipped.
 
-    `Dataset.shuffle(seed=..., reshuffle_each_iteration=True)` draws a new order each
-    time an iterator is created, from a seed generator that lives with the dataset.
-    `fit` creates one iterator per epoch, so a resumed run must create (and drop)
-    one iterator per completed epoch to see the same order in epoch `epochs + 1` as
-    the uninterrupted run did. Creating an iterator reads no data.
+    Why: a seeded `shuffle(..., reshuffle_each_iteration=True)` draws each epoch's
+    order from a seed generator that advances every time an iterator is created, and
+    how many iterators `fit` creates per epoch is a Keras implementation detail (two,
+    in Keras 3.15). Feeding `fit` one endless stream with `steps_per_epoch` makes
+    epoch `k` always the `k`-th pass over the data, so a resumed run that skips the
+    passes it already trained on sees exactly the batches the uninterrupted run saw.
+    Skipping reads (but does not train on) the skipped batches.
+
+    A dataset of unknown or infinite cardinality is returned as it is, with
+    `steps_per_epoch=None`; resuming then replays a different order.
     """
-    for _ in range(int(epochs)):
-        iterator = iter(dataset)
-        del iterator
+    import tensorflow as tf
+
+    steps = int(dataset.cardinality())
+    if steps in (tf.data.UNKNOWN_CARDINALITY, tf.data.INFINITE_CARDINALITY) or steps <= 0:
+        return dataset, None
+    stream = dataset.repeat()
+    if initial_epoch:
+        stream = stream.skip(int(initial_epoch) * steps)
+    return stream, steps

@@ -58,8 +58,9 @@ def _assert_weights_equal(model, weights):
 def test_stops_after_patience_epochs_without_improvement():
     model = _model()
     early_stopping = EarlyStopping(monitor="score", patience=2)
-    epochs_run = _fit(model, [Script([3, 2, 1, 1.5, 1.2, 0.5, 0.1]), early_stopping],
-                      epochs=7)
+    epochs_run = _fit(
+        model, [Script([3, 2, 1, 1.5, 1.2, 0.5, 0.1]), early_stopping], epochs=7
+    )
     assert epochs_run == 5
     assert early_stopping.stopped_epoch == 4
     assert early_stopping.best == 1
@@ -75,8 +76,9 @@ def test_patience_zero_stops_at_first_epoch_without_improvement():
 def test_restores_best_weights_when_stopping():
     model = _model()
     script = Script([3, 1, 2, 2, 2, 2])
-    early_stopping = EarlyStopping(monitor="score", patience=2,
-                                   restore_best_weights=True)
+    early_stopping = EarlyStopping(
+        monitor="score", patience=2, restore_best_weights=True
+    )
     assert _fit(model, [script, early_stopping], epochs=6) == 4
     _assert_weights_equal(model, script.weights[1])
     assert not np.array_equal(model.get_weights()[0], script.weights[3][0])
@@ -85,8 +87,9 @@ def test_restores_best_weights_when_stopping():
 def test_restores_best_weights_when_epochs_run_out_first():
     model = _model()
     script = Script([3, 1, 2, 2])
-    early_stopping = EarlyStopping(monitor="score", patience=10,
-                                   restore_best_weights=True)
+    early_stopping = EarlyStopping(
+        monitor="score", patience=10, restore_best_weights=True
+    )
     assert _fit(model, [script, early_stopping], epochs=4) == 4
     assert early_stopping.stopped_epoch is None
     _assert_weights_equal(model, script.weights[1])
@@ -96,8 +99,9 @@ def test_restores_best_weights_when_epochs_run_out_first():
 def test_non_finite_value_stops_at_once_and_restores(bad):
     model = _model()
     script = Script([3, 1, 2, bad, 0.5, 0.1])
-    early_stopping = EarlyStopping(monitor="score", patience=10,
-                                   restore_best_weights=True)
+    early_stopping = EarlyStopping(
+        monitor="score", patience=10, restore_best_weights=True
+    )
     assert _fit(model, [script, early_stopping], epochs=6) == 4
     assert early_stopping.stopped_epoch == 3
     assert early_stopping.best == 1
@@ -112,8 +116,9 @@ def test_non_finite_value_stops_even_during_warm_up():
 def test_absolute_min_delta():
     # 1.0 -> 0.95 is not an improvement of more than 0.1; 0.85 is.
     early_stopping = EarlyStopping(monitor="score", min_delta=0.1, patience=1)
-    assert _fit(_model(), [Script([1.0, 0.85, 0.8, 0.5]), early_stopping],
-                epochs=4) == 3
+    assert (
+        _fit(_model(), [Script([1.0, 0.85, 0.8, 0.5]), early_stopping], epochs=4) == 3
+    )
     assert early_stopping.best == 0.85
 
 
@@ -137,9 +142,16 @@ def test_auto_mode_maximizes_accuracy_and_minimizes_losses():
     assert EarlyStopping(monitor="val_auc").maximize
     assert not EarlyStopping(monitor="val_loss").maximize
     assert not EarlyStopping(monitor="mae").maximize
+    assert not EarlyStopping(monitor="val_focal_accuracy_loss").maximize
     early_stopping = EarlyStopping(monitor="val_accuracy", patience=1)
-    assert _fit(_model(), [Script([0.5, 0.7, 0.6, 0.9], "val_accuracy"),
-                           early_stopping], epochs=4) == 3
+    assert (
+        _fit(
+            _model(),
+            [Script([0.5, 0.7, 0.6, 0.9], "val_accuracy"), early_stopping],
+            epochs=4,
+        )
+        == 3
+    )
     assert early_stopping.best == 0.7
 
 
@@ -151,23 +163,25 @@ def test_explicit_max_mode():
 def test_baseline_never_beaten_stops_after_patience():
     # Improving, but never below the baseline of 0.5.
     early_stopping = EarlyStopping(monitor="score", baseline=0.5, patience=3)
-    assert _fit(_model(), [Script([3, 2, 1.5, 1, 0.9, 0.8]), early_stopping],
-                epochs=6) == 3
+    assert (
+        _fit(_model(), [Script([3, 2, 1.5, 1, 0.9, 0.8]), early_stopping], epochs=6)
+        == 3
+    )
     assert early_stopping.best == 1.5
 
 
 def test_baseline_beaten_resets_patience():
     early_stopping = EarlyStopping(monitor="score", baseline=2.5, patience=2)
-    assert _fit(_model(), [Script([3, 2, 2.2, 1.9, 1.95, 2.0]), early_stopping],
-                epochs=6) == 6
+    assert (
+        _fit(_model(), [Script([3, 2, 2.2, 1.9, 1.95, 2.0]), early_stopping], epochs=6)
+        == 6
+    )
 
 
 def test_start_from_epoch_ignores_warm_up():
     # The warm-up's 0.1 would otherwise be best and stop training at epoch 2.
-    early_stopping = EarlyStopping(monitor="score", start_from_epoch=2,
-                                   patience=1)
-    assert _fit(_model(), [Script([0.1, 5, 3, 2, 1]), early_stopping],
-                epochs=5) == 5
+    early_stopping = EarlyStopping(monitor="score", start_from_epoch=2, patience=1)
+    assert _fit(_model(), [Script([0.1, 5, 3, 2, 1]), early_stopping], epochs=5) == 5
     assert early_stopping.best_epoch == 4
 
 
@@ -181,8 +195,9 @@ def test_missing_monitor_warns_and_does_not_stop():
 def test_monitors_real_validation_loss():
     model = _model()
     early_stopping = EarlyStopping(restore_best_weights=True, patience=2)
-    history = model.fit(X, Y, validation_data=(X, Y), epochs=5, verbose=0,
-                        callbacks=[early_stopping])
+    history = model.fit(
+        X, Y, validation_data=(X, Y), epochs=5, verbose=0, callbacks=[early_stopping]
+    )
     assert early_stopping.best == pytest.approx(min(history.history["val_loss"]))
 
 

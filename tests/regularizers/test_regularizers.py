@@ -38,8 +38,10 @@ def _value(regularizer, x=WEIGHTS):
     [
         (L1(0.1), 0.1 * np.abs(WEIGHTS).sum()),
         (L2(0.2), 0.2 * np.square(WEIGHTS).sum()),
-        (L1L2(l1=0.1, l2=0.2), 0.1 * np.abs(WEIGHTS).sum()
-         + 0.2 * np.square(WEIGHTS).sum()),
+        (
+            L1L2(l1=0.1, l2=0.2),
+            0.1 * np.abs(WEIGHTS).sum() + 0.2 * np.square(WEIGHTS).sum(),
+        ),
         (L1L2(), 0.0),
     ],
 )
@@ -55,8 +57,9 @@ def test_l2_gradient_is_the_textbook_lambda_times_w():
     w = tf.Variable(WEIGHTS)
     with tf.GradientTape() as tape:
         penalty = L2(l2=lam / 2)(w)
-    np.testing.assert_allclose(tape.gradient(penalty, w).numpy(), lam * WEIGHTS,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(penalty, w).numpy(), lam * WEIGHTS, rtol=1e-6
+    )
 
 
 def test_sgd_step_with_l2_equals_decoupled_weight_decay():
@@ -71,8 +74,9 @@ def test_penalty_reaches_model_losses():
     layer = keras.layers.Dense(3, kernel_regularizer=L2(0.5))
     layer.build((None, 4))
     kernel = keras.ops.convert_to_numpy(layer.kernel)
-    assert float(layer.losses[0]) == pytest.approx(0.5 * np.square(kernel).sum(),
-                                                   rel=1e-5)
+    assert float(layer.losses[0]) == pytest.approx(
+        0.5 * np.square(kernel).sum(), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("regularizer", [L1(0.1), L2(0.2), L1L2(0.1, 0.2)])
@@ -135,7 +139,7 @@ def test_get_passes_through_instances_callables_and_none():
     l2 = L2(0.3)
     assert kerasdl.regularizers.get(l2) is l2
     assert kerasdl.regularizers.get(None) is None
-    fn = lambda w: keras.ops.sum(w)  # noqa: E731
+    fn = lambda w: keras.ops.sum(w)
     assert kerasdl.regularizers.get(fn) is fn
     orthogonal = kerasdl.regularizers.get(
         {"class_name": "OrthogonalRegularizer", "config": {"factor": 0.1}}

@@ -16,6 +16,8 @@ Every layer in this family does the same three things and differs only in
    `load_torch_state_dict`.
 """
 
+from typing import ClassVar
+
 import keras
 import numpy as np
 from keras import ops
@@ -113,8 +115,9 @@ def moments(x, axes, mask=None, synchronized=False):
     safe_count = ops.maximum(count, 1.0)
     mean = ops.sum(x * mask, axis=axes, keepdims=True) / safe_count
     variance = (
-        ops.sum(ops.square(x - ops.stop_gradient(mean)) * mask, axis=axes,
-                keepdims=True)
+        ops.sum(
+            ops.square(x - ops.stop_gradient(mean)) * mask, axis=axes, keepdims=True
+        )
         / safe_count
     )
     return mean, variance, count
@@ -171,8 +174,10 @@ def validate_convention(convention):
 def resolve_epsilon(epsilon, convention):
     if epsilon is None:
         return _DEFAULT_EPSILON[convention]
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not (
-        epsilon > 0 and np.isfinite(epsilon)
+    if (
+        isinstance(epsilon, bool)
+        or not isinstance(epsilon, (int, float))
+        or not (epsilon > 0 and np.isfinite(epsilon))
     ):
         raise ValueError(
             f"`epsilon` must be a positive finite float. Received: epsilon={epsilon!r}"
@@ -183,8 +188,10 @@ def resolve_epsilon(epsilon, convention):
 def resolve_momentum(momentum, convention, name="momentum"):
     if momentum is None:
         return _DEFAULT_MOMENTUM[convention]
-    if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
-        0.0 <= momentum <= 1.0
+    if (
+        isinstance(momentum, bool)
+        or not isinstance(momentum, (int, float))
+        or not (0.0 <= momentum <= 1.0)
     ):
         raise ValueError(
             f"`{name}` must be a float in [0, 1]. Received: {name}={momentum!r}"
@@ -244,7 +251,7 @@ class BaseNormalization(keras.layers.Layer):
     """
 
     # Weights a PyTorch state dict maps onto: torch key -> attribute name.
-    _TORCH_KEYS = {"weight": "gamma", "bias": "beta"}
+    _TORCH_KEYS: ClassVar[dict] = {"weight": "gamma", "bias": "beta"}
 
     def __init__(
         self,
@@ -390,8 +397,9 @@ class BaseNormalization(keras.layers.Layer):
                     f"{sorted(state_dict)}"
                 )
             unexpected = sorted(set(state_dict) - known)
-            unused = sorted(k for k in set(state_dict) & set(self._TORCH_KEYS)
-                            if k not in expected)
+            unused = sorted(
+                k for k in set(state_dict) & set(self._TORCH_KEYS) if k not in expected
+            )
             if unexpected or unused:
                 raise ValueError(
                     f"`state_dict` has keys {unexpected + unused} that "

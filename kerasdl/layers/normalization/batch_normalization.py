@@ -1,5 +1,7 @@
 """Batch normalization with batch renorm, ghost batches and a PyTorch mode."""
 
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -106,7 +108,7 @@ class BatchNormalization(base.BaseNormalization):
     (8, 16, 16, 32)
     """
 
-    _TORCH_KEYS = {
+    _TORCH_KEYS: ClassVar[dict] = {
         "weight": "gamma",
         "bias": "beta",
         "running_mean": "moving_mean",
@@ -137,7 +139,8 @@ class BatchNormalization(base.BaseNormalization):
         **kwargs,
     ):
         if isinstance(axis, (list, tuple)):
-            raise ValueError(
+            # ValueError, as for every bad argument value (Keras' convention).
+            raise ValueError(  # noqa: TRY004
                 f"`axis` of BatchNormalization must be a single int. Received: axis={axis!r}"
             )
         super().__init__(

@@ -76,11 +76,14 @@ class GroupNormalization(base.BaseNormalization):
         **kwargs,
     ):
         if isinstance(axis, (list, tuple)):
-            raise ValueError(
+            # ValueError, as for every bad argument value (Keras' convention).
+            raise ValueError(  # noqa: TRY004
                 f"`axis` of GroupNormalization must be a single int. Received: axis={axis!r}"
             )
-        if isinstance(groups, bool) or not isinstance(groups, int) or (
-            groups < 1 and groups != -1
+        if (
+            isinstance(groups, bool)
+            or not isinstance(groups, int)
+            or (groups < 1 and groups != -1)
         ):
             raise ValueError(
                 f"`groups` must be a positive int or -1. Received: groups={groups!r}"
@@ -122,9 +125,7 @@ class GroupNormalization(base.BaseNormalization):
         self._grouped_broadcast_shape = [1] * (ndim + 1)
         self._grouped_broadcast_shape[channel_axis] = groups
         self._grouped_broadcast_shape[channel_axis + 1] = channels // groups
-        self._reduction_axes = [
-            a for a in range(1, ndim + 1) if a != channel_axis
-        ]
+        self._reduction_axes = [a for a in range(1, ndim + 1) if a != channel_axis]
         self._build_affine((channels,), self._grouped_broadcast_shape)
         self.input_spec = keras.layers.InputSpec(
             ndim=ndim, axes={channel_axis: channels}

@@ -1,5 +1,7 @@
 """Instance normalization: statistics per sample and channel."""
 
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -70,7 +72,7 @@ class InstanceNormalization(base.BaseNormalization):
     (2, 16, 16, 3)
     """
 
-    _TORCH_KEYS = {
+    _TORCH_KEYS: ClassVar[dict] = {
         "weight": "gamma",
         "bias": "beta",
         "running_mean": "moving_mean",
@@ -97,7 +99,8 @@ class InstanceNormalization(base.BaseNormalization):
         **kwargs,
     ):
         if isinstance(axis, (list, tuple)):
-            raise ValueError(
+            # ValueError, as for every bad argument value (Keras' convention).
+            raise ValueError(  # noqa: TRY004
                 "`axis` of InstanceNormalization must be a single int. "
                 f"Received: axis={axis!r}"
             )

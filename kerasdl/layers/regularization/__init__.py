@@ -9,10 +9,10 @@ from kerasdl.layers.regularization.spatial_dropout import (
 )
 
 __all__ = [
+    "DropPath",
     "Dropout",
     "SpatialDropout1D",
     "SpatialDropout2D",
     "SpatialDropout3D",
-    "DropPath",
     "drop_path",
 ]

@@ -38,9 +38,20 @@ def channel_shape(ndim, axis, channels):
     return shape
 
 
-def batch_norm_train(x, gamma, beta, moving_mean, moving_var, *, axis=-1,
-                     momentum=0.99, epsilon=1e-3, convention="keras", mask=None,
-                     virtual_batch_size=None):
+def batch_norm_train(
+    x,
+    gamma,
+    beta,
+    moving_mean,
+    moving_var,
+    *,
+    axis=-1,
+    momentum=0.99,
+    epsilon=1e-3,
+    convention="keras",
+    mask=None,
+    virtual_batch_size=None,
+):
     """One training step: (outputs, new_moving_mean, new_moving_var)."""
     x = np.asarray(x, "float64")
     axis = axis % x.ndim
@@ -52,16 +63,21 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, *, axis=-1,
     if virtual_batch_size:
         v = virtual_batch_size
         xs = np.split(x, x.shape[0] // v)
-        ms = [None] * len(xs) if mask is None else np.split(
-            np.broadcast_to(mask, x.shape), x.shape[0] // v)
+        ms = (
+            [None] * len(xs)
+            if mask is None
+            else np.split(np.broadcast_to(mask, x.shape), x.shape[0] // v)
+        )
         outs, means, vars_ = [], [], []
         for xv, mv in zip(xs, ms):
             mean, var, n = moments(xv, axes, mv)
-            outs.append(affine((xv - mean) / np.sqrt(var + epsilon), gamma, beta,
-                               shape))
+            outs.append(
+                affine((xv - mean) / np.sqrt(var + epsilon), gamma, beta, shape)
+            )
             means.append(mean.reshape(-1))
-            vars_.append((var * n / (n - 1) if convention == "torch" else var)
-                         .reshape(-1))
+            vars_.append(
+                (var * n / (n - 1) if convention == "torch" else var).reshape(-1)
+            )
         out = np.concatenate(outs)
         batch_mean, batch_var = np.mean(means, 0), np.mean(vars_, 0)
     else:
@@ -78,13 +94,15 @@ def batch_norm_train(x, gamma, beta, moving_mean, moving_var, *, axis=-1,
     return out, new_mean, new_var
 
 
-def batch_norm_inference(x, gamma, beta, moving_mean, moving_var, *, axis=-1,
-                         epsilon=1e-3):
+def batch_norm_inference(
+    x, gamma, beta, moving_mean, moving_var, *, axis=-1, epsilon=1e-3
+):
     x = np.asarray(x, "float64")
     axis = axis % x.ndim
     shape = channel_shape(x.ndim, axis, x.shape[axis])
     normalized = (x - np.reshape(moving_mean, shape)) / np.sqrt(
-        np.reshape(moving_var, shape) + epsilon)
+        np.reshape(moving_var, shape) + epsilon
+    )
     return affine(normalized, gamma, beta, shape)
 
 
@@ -111,9 +129,19 @@ def group_norm(x, gamma, beta, *, groups, axis=-1, epsilon=1e-3):
     return affine(out, gamma, beta, channel_shape(x.ndim, axis, c))
 
 
-def instance_norm_train(x, gamma, beta, moving_mean=None, moving_var=None, *,
-                        axis=-1, momentum=0.99, epsilon=1e-3, convention="keras",
-                        mask=None):
+def instance_norm_train(
+    x,
+    gamma,
+    beta,
+    moving_mean=None,
+    moving_var=None,
+    *,
+    axis=-1,
+    momentum=0.99,
+    epsilon=1e-3,
+    convention="keras",
+    mask=None,
+):
     """(outputs, new_moving_mean, new_moving_var); moving stats None if untracked."""
     x = np.asarray(x, "float64")
     axis = axis % x.ndim

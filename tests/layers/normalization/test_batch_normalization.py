@@ -1,10 +1,10 @@
 """Tests of kerasdl.layers.BatchNormalization."""
 
 import keras
+import norm_reference as ref
 import numpy as np
 import pytest
 
-import norm_reference as ref
 from kerasdl.layers import BatchNormalization
 from kerasdl.testing import run_layer_test
 
@@ -42,26 +42,35 @@ def test_train_and_inference_match_numpy(axis):
     for step in range(3):
         xs = _x(x.shape, seed=step)
         expected, mm, mv = ref.batch_norm_train(
-            xs, gamma, beta, mm, mv, axis=axis, momentum=0.8)
-        np.testing.assert_allclose(_np(layer(xs, training=True)), expected,
-                                   rtol=1e-4, atol=1e-4)
+            xs, gamma, beta, mm, mv, axis=axis, momentum=0.8
+        )
+        np.testing.assert_allclose(
+            _np(layer(xs, training=True)), expected, rtol=1e-4, atol=1e-4
+        )
     np.testing.assert_allclose(_np(layer.moving_mean), mm, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_np(layer.moving_variance), mv, rtol=1e-5, atol=1e-5)
     expected = ref.batch_norm_inference(x, gamma, beta, mm, mv, axis=axis)
-    np.testing.assert_allclose(_np(layer(x, training=False)), expected,
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        _np(layer(x, training=False)), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 def _fit_pair(ours, theirs, x, y, steps=4, jit_compile=False):
     models = []
     for layer in (ours, theirs):
         inputs = keras.Input(x.shape[1:])
-        model = keras.Model(inputs, layer(keras.layers.Dense(x.shape[-1],
-                            kernel_initializer="identity")(inputs)))
-        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse",
-                      jit_compile=jit_compile)
-        model.fit(x, y, batch_size=8, epochs=steps // (len(x) // 8), shuffle=False,
-                  verbose=0)
+        model = keras.Model(
+            inputs,
+            layer(
+                keras.layers.Dense(x.shape[-1], kernel_initializer="identity")(inputs)
+            ),
+        )
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=jit_compile
+        )
+        model.fit(
+            x, y, batch_size=8, epochs=steps // (len(x) // 8), shuffle=False, verbose=0
+        )
         models.append(model)
     return models
 
@@ -71,29 +80,44 @@ def _fit_pair(ours, theirs, x, y, steps=4, jit_compile=False):
     [
         {"momentum": 0.9},
         {"momentum": 0.9, "center": False, "epsilon": 1e-2},
-        {"momentum": 0.9, "renorm": True, "renorm_momentum": 0.8,
-         "renorm_clipping": {"rmax": 1.5, "rmin": 0.7, "dmax": 0.5}},
+        {
+            "momentum": 0.9,
+            "renorm": True,
+            "renorm_momentum": 0.8,
+            "renorm_clipping": {"rmax": 1.5, "rmin": 0.7, "dmax": 0.5},
+        },
     ],
     ids=["plain", "no_center", "renorm"],
 )
 def test_matches_keras_after_fit(kwargs):
     x, y = _x((32, 6, 4)), _x((32, 6, 4), seed=1, loc=0.0, scale=1.0)
-    ours, theirs = _fit_pair(BatchNormalization(**kwargs),
-                             keras.layers.BatchNormalization(**kwargs), x, y)
+    ours, theirs = _fit_pair(
+        BatchNormalization(**kwargs), keras.layers.BatchNormalization(**kwargs), x, y
+    )
     for a, b in zip(ours.weights, theirs.weights):
         assert a.name == b.name
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(_np(ours(x, training=False)),
-                               _np(theirs(x, training=False)), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(_np(ours(x, training=True)),
-                               _np(theirs(x, training=True)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        _np(ours(x, training=False)),
+        _np(theirs(x, training=False)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        _np(ours(x, training=True)), _np(theirs(x, training=True)), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_jit_compiled_training_matches_keras():
     x, y = _x((16, 8, 8, 4)), _x((16, 8, 8, 4), seed=1)
-    ours, theirs = _fit_pair(BatchNormalization(momentum=0.9),
-                             keras.layers.BatchNormalization(momentum=0.9), x, y,
-                             steps=2, jit_compile=True)
+    ours, theirs = _fit_pair(
+        BatchNormalization(momentum=0.9),
+        keras.layers.BatchNormalization(momentum=0.9),
+        x,
+        y,
+        steps=2,
+        jit_compile=True,
+    )
     for a, b in zip(ours.weights, theirs.weights):
         np.testing.assert_allclose(_np(a), _np(b), rtol=1e-5, atol=1e-6)
 
@@ -102,21 +126,31 @@ def test_torch_convention_numerics():
     layer = BatchNormalization(convention="torch")
     assert (layer.momentum, layer.epsilon) == (0.1, 1e-5)
     assert BatchNormalization.from_config(layer.get_config()).get_config() == (
-        layer.get_config())
+        layer.get_config()
+    )
     x = _x((5, 3, 4, 6))
     layer.build(x.shape)
     mm, mv = np.zeros(6), np.ones(6)
     for step in range(3):
         xs = _x(x.shape, seed=step)
         expected, mm, mv = ref.batch_norm_train(
-            xs, np.ones(6), np.zeros(6), mm, mv, momentum=0.1, epsilon=1e-5,
-            convention="torch")
-        np.testing.assert_allclose(_np(layer(xs, training=True)), expected,
-                                   rtol=1e-4, atol=1e-4)
+            xs,
+            np.ones(6),
+            np.zeros(6),
+            mm,
+            mv,
+            momentum=0.1,
+            epsilon=1e-5,
+            convention="torch",
+        )
+        np.testing.assert_allclose(
+            _np(layer(xs, training=True)), expected, rtol=1e-4, atol=1e-4
+        )
     np.testing.assert_allclose(_np(layer.moving_mean), mm, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(_np(layer.moving_variance), mv, rtol=1e-5, atol=1e-6)
-    expected = ref.batch_norm_inference(x, np.ones(6), np.zeros(6), mm, mv,
-                                        epsilon=1e-5)
+    expected = ref.batch_norm_inference(
+        x, np.ones(6), np.zeros(6), mm, mv, epsilon=1e-5
+    )
     np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -126,11 +160,12 @@ def test_ghost_batches_normalize_each_virtual_batch():
     out = _np(layer(x, training=True))
     # Each virtual batch is normalized as a batch of its own.
     for i in range(0, 12, 3):
-        alone = BatchNormalization()(x[i:i + 3], training=True)
-        np.testing.assert_allclose(out[i:i + 3], _np(alone), rtol=1e-5, atol=1e-5)
+        alone = BatchNormalization()(x[i : i + 3], training=True)
+        np.testing.assert_allclose(out[i : i + 3], _np(alone), rtol=1e-5, atol=1e-5)
     # Moving statistics: one update with the mean of the virtual-batch stats.
-    expected, mm, mv = ref.batch_norm_train(x, None, None, np.zeros(4), np.ones(4),
-                                            momentum=0.5, virtual_batch_size=3)
+    expected, mm, mv = ref.batch_norm_train(
+        x, None, None, np.zeros(4), np.ones(4), momentum=0.5, virtual_batch_size=3
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(_np(layer.moving_mean), mm, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(_np(layer.moving_variance), mv, rtol=1e-5, atol=1e-6)
@@ -157,14 +192,16 @@ def test_mask_excludes_padded_steps():
     out = _np(layer(x_padded, training=True, mask=mask))
     valid = x[mask]  # (num_valid, 3)
     mean, var = valid.mean(0), valid.var(0)
-    np.testing.assert_allclose(out[mask], (valid - mean) / np.sqrt(var + 1e-3),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out[mask], (valid - mean) / np.sqrt(var + 1e-3), rtol=1e-4, atol=1e-4
+    )
     np.testing.assert_allclose(_np(layer.moving_mean), mean, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(_np(layer.moving_variance), var, rtol=1e-5, atol=1e-5)
     # Same as Keras' masked batch norm, and the mask flows on through a model.
     theirs = keras.layers.BatchNormalization(momentum=0.0)
     np.testing.assert_allclose(
-        out, _np(theirs(x_padded, training=True, mask=mask)), rtol=1e-4, atol=1e-4)
+        out, _np(theirs(x_padded, training=True, mask=mask)), rtol=1e-4, atol=1e-4
+    )
     inputs = keras.Input((None,), dtype="int32")
     h = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
     h = BatchNormalization()(h)
@@ -185,13 +222,20 @@ def test_load_torch_state_dict():
     layer.load_torch_state_dict(state)
     x = _x((2, 4, 5, 5))
     expected = ref.batch_norm_inference(
-        x, state["weight"], state["bias"], state["running_mean"],
-        state["running_var"], axis=1, epsilon=1e-5)
+        x,
+        state["weight"],
+        state["bias"],
+        state["running_mean"],
+        state["running_var"],
+        axis=1,
+        epsilon=1e-5,
+    )
     np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-4, atol=1e-4)
 
     with pytest.raises(ValueError, match=r"missing keys \['running_var'\]"):
-        layer.load_torch_state_dict({k: v for k, v in state.items()
-                                     if k != "running_var"})
+        layer.load_torch_state_dict(
+            {k: v for k, v in state.items() if k != "running_var"}
+        )
     with pytest.raises(ValueError, match=r"has shape \(3,\)"):
         layer.load_torch_state_dict(dict(state, bias=np.zeros(3)))
     with pytest.raises(ValueError, match="Build BatchNormalization"):

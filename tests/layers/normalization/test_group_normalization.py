@@ -1,10 +1,10 @@
 """Tests of kerasdl.layers.GroupNormalization."""
 
 import keras
+import norm_reference as ref
 import numpy as np
 import pytest
 
-import norm_reference as ref
 from kerasdl.layers import GroupNormalization
 from kerasdl.testing import run_layer_test
 
@@ -32,8 +32,11 @@ def test_layer_contract():
 @pytest.mark.parametrize("shape", [(2, 5, 5, 8), (3, 7, 8), (4, 8)])
 def test_matches_numpy_and_keras(groups, shape):
     x = _x(shape)
-    layer = GroupNormalization(groups=groups, gamma_initializer="random_normal",
-                               beta_initializer="random_normal")
+    layer = GroupNormalization(
+        groups=groups,
+        gamma_initializer="random_normal",
+        beta_initializer="random_normal",
+    )
     out = _np(layer(x))
     expected = ref.group_norm(x, _np(layer.gamma), _np(layer.beta), groups=groups)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
@@ -53,7 +56,8 @@ def test_channels_first():
     last.build((None, 5, 5, 8))
     last.set_weights(layer.get_weights())
     np.testing.assert_allclose(
-        np.moveaxis(_np(last(np.moveaxis(x, 1, -1))), -1, 1), out, atol=1e-5)
+        np.moveaxis(_np(last(np.moveaxis(x, 1, -1))), -1, 1), out, atol=1e-5
+    )
 
 
 def test_torch_convention_and_state_dict():
@@ -64,8 +68,9 @@ def test_torch_convention_and_state_dict():
     state = {"weight": rng.normal(size=6), "bias": rng.normal(size=6)}
     layer.load_torch_state_dict(state)
     x = _x((2, 6, 4))
-    expected = ref.group_norm(x, state["weight"], state["bias"], groups=3, axis=1,
-                              epsilon=1e-5)
+    expected = ref.group_norm(
+        x, state["weight"], state["bias"], groups=3, axis=1, epsilon=1e-5
+    )
     np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -80,8 +85,9 @@ def test_mask_excludes_padded_steps():
     var = valid.var(axis=(0, 2), keepdims=True)
     expected = ((valid - mean) / np.sqrt(var + 1e-3)).reshape(3, 4)
     np.testing.assert_allclose(out[1, :3], expected, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(out[0], _np(GroupNormalization(groups=2)(x[:1]))[0],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out[0], _np(GroupNormalization(groups=2)(x[:1]))[0], rtol=1e-4, atol=1e-4
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +106,11 @@ def test_bad_input_shapes(kwargs, shape, message):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"groups": 0}, "groups=0"), ({"groups": 2.5}, "groups=2.5"),
-     ({"epsilon": "small"}, "epsilon='small'")],
+    [
+        ({"groups": 0}, "groups=0"),
+        ({"groups": 2.5}, "groups=2.5"),
+        ({"epsilon": "small"}, "epsilon='small'"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -1,10 +1,10 @@
 """Tests of kerasdl.layers.InstanceNormalization."""
 
 import keras
+import norm_reference as ref
 import numpy as np
 import pytest
 
-import norm_reference as ref
 from kerasdl.layers import InstanceNormalization
 from kerasdl.testing import run_layer_test
 
@@ -28,15 +28,18 @@ def test_layer_contract():
     )
 
 
-@pytest.mark.parametrize("shape, axis", [((2, 5, 5, 3), -1), ((2, 3, 5, 5), 1),
-                                         ((3, 7, 4), -1)])
+@pytest.mark.parametrize(
+    "shape, axis", [((2, 5, 5, 3), -1), ((2, 3, 5, 5), 1), ((3, 7, 4), -1)]
+)
 def test_matches_numpy_and_keras_group_norm(shape, axis):
     x = _x(shape)
-    layer = InstanceNormalization(axis=axis, gamma_initializer="random_normal",
-                                  beta_initializer="random_normal")
+    layer = InstanceNormalization(
+        axis=axis, gamma_initializer="random_normal", beta_initializer="random_normal"
+    )
     out = _np(layer(x, training=True))
-    expected, _, _ = ref.instance_norm_train(x, _np(layer.gamma), _np(layer.beta),
-                                             axis=axis)
+    expected, _, _ = ref.instance_norm_train(
+        x, _np(layer.gamma), _np(layer.beta), axis=axis
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(_np(layer(x, training=False)), out, atol=1e-6)
     theirs = keras.layers.GroupNormalization(groups=-1, axis=axis)
@@ -47,27 +50,40 @@ def test_matches_numpy_and_keras_group_norm(shape, axis):
 
 @pytest.mark.parametrize("convention", ["keras", "torch"])
 def test_track_running_stats(convention):
-    layer = InstanceNormalization(track_running_stats=True, convention=convention,
-                                  axis=1)
+    layer = InstanceNormalization(
+        track_running_stats=True, convention=convention, axis=1
+    )
     momentum, epsilon = layer.momentum, layer.epsilon
-    assert (momentum, epsilon) == ((0.99, 1e-3) if convention == "keras"
-                                   else (0.1, 1e-5))
+    assert (momentum, epsilon) == (
+        (0.99, 1e-3) if convention == "keras" else (0.1, 1e-5)
+    )
     x = _x((3, 4, 5, 6))
     layer.build(x.shape)
     mm, mv = np.zeros(4), np.ones(4)
     for step in range(3):
         xs = _x(x.shape, seed=step)
         expected, mm, mv = ref.instance_norm_train(
-            xs, np.ones(4), np.zeros(4), mm, mv, axis=1, momentum=momentum,
-            epsilon=epsilon, convention=convention)
-        np.testing.assert_allclose(_np(layer(xs, training=True)), expected,
-                                   rtol=1e-4, atol=1e-4)
+            xs,
+            np.ones(4),
+            np.zeros(4),
+            mm,
+            mv,
+            axis=1,
+            momentum=momentum,
+            epsilon=epsilon,
+            convention=convention,
+        )
+        np.testing.assert_allclose(
+            _np(layer(xs, training=True)), expected, rtol=1e-4, atol=1e-4
+        )
     np.testing.assert_allclose(_np(layer.moving_mean), mm, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(_np(layer.moving_variance), mv, rtol=1e-5, atol=1e-6)
-    expected = ref.batch_norm_inference(x, np.ones(4), np.zeros(4), mm, mv, axis=1,
-                                        epsilon=epsilon)
-    np.testing.assert_allclose(_np(layer(x, training=False)), expected,
-                               rtol=1e-4, atol=1e-4)
+    expected = ref.batch_norm_inference(
+        x, np.ones(4), np.zeros(4), mm, mv, axis=1, epsilon=epsilon
+    )
+    np.testing.assert_allclose(
+        _np(layer(x, training=False)), expected, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_mask_excludes_padded_steps():
@@ -78,24 +94,35 @@ def test_mask_excludes_padded_steps():
     out = _np(InstanceNormalization()(padded, mask=mask))
     valid = x[0, :2]
     np.testing.assert_allclose(
-        out[0, :2], (valid - valid.mean(0)) / np.sqrt(valid.var(0) + 1e-3),
-        rtol=1e-4, atol=1e-4)
+        out[0, :2],
+        (valid - valid.mean(0)) / np.sqrt(valid.var(0) + 1e-3),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_load_torch_state_dict():
-    layer = InstanceNormalization(axis=1, track_running_stats=True,
-                                  convention="torch")
+    layer = InstanceNormalization(axis=1, track_running_stats=True, convention="torch")
     layer.build((None, 3, 4, 4))
     rng = np.random.default_rng(0)
-    state = {"weight": rng.normal(size=3), "bias": rng.normal(size=3),
-             "running_mean": rng.normal(size=3),
-             "running_var": rng.uniform(0.5, 2, size=3),
-             "num_batches_tracked": np.array(3)}
+    state = {
+        "weight": rng.normal(size=3),
+        "bias": rng.normal(size=3),
+        "running_mean": rng.normal(size=3),
+        "running_var": rng.uniform(0.5, 2, size=3),
+        "num_batches_tracked": np.array(3),
+    }
     layer.load_torch_state_dict(state)
     x = _x((2, 3, 4, 4))
-    expected = ref.batch_norm_inference(x, state["weight"], state["bias"],
-                                        state["running_mean"], state["running_var"],
-                                        axis=1, epsilon=1e-5)
+    expected = ref.batch_norm_inference(
+        x,
+        state["weight"],
+        state["bias"],
+        state["running_mean"],
+        state["running_var"],
+        axis=1,
+        epsilon=1e-5,
+    )
     np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-4, atol=1e-4)
     untracked = InstanceNormalization(axis=1)
     untracked.build((None, 3, 4, 4))
@@ -119,8 +146,11 @@ def test_bad_input_shapes(kwargs, shape, message):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"momentum": -0.1}, "momentum=-0.1"), ({"axis": [1, 2]}, r"axis=\[1, 2\]"),
-     ({"convention": None}, "convention=None")],
+    [
+        ({"momentum": -0.1}, "momentum=-0.1"),
+        ({"axis": [1, 2]}, r"axis=\[1, 2\]"),
+        ({"convention": None}, "convention=None"),
+    ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

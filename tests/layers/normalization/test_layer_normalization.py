@@ -1,10 +1,10 @@
 """Tests of kerasdl.layers.LayerNormalization."""
 
 import keras
+import norm_reference as ref
 import numpy as np
 import pytest
 
-import norm_reference as ref
 from kerasdl.layers import LayerNormalization
 from kerasdl.testing import run_layer_test
 
@@ -31,8 +31,9 @@ def test_layer_contract():
 @pytest.mark.parametrize("axis", [-1, 1, [1, 2], [2, 3]])
 def test_matches_numpy_and_keras(axis):
     x = _x((3, 4, 5, 6))
-    layer = LayerNormalization(axis=axis, gamma_initializer="random_normal",
-                               beta_initializer="random_normal")
+    layer = LayerNormalization(
+        axis=axis, gamma_initializer="random_normal", beta_initializer="random_normal"
+    )
     out = _np(layer(x))
     axes = [axis] if isinstance(axis, int) else axis
     expected = ref.layer_norm(x, _np(layer.gamma), _np(layer.beta), axes=axes)
@@ -50,8 +51,8 @@ def test_torch_convention_epsilon():
     assert layer.epsilon == 1e-5
     x = _x((2, 3, 8))
     np.testing.assert_allclose(
-        _np(layer(x)), ref.layer_norm(x, None, None, epsilon=1e-5),
-        rtol=1e-4, atol=1e-4)
+        _np(layer(x)), ref.layer_norm(x, None, None, epsilon=1e-5), rtol=1e-4, atol=1e-4
+    )
     config = layer.get_config()
     assert config["epsilon"] == 1e-5 and config["convention"] == "torch"
     assert LayerNormalization.from_config(config).get_config() == config
@@ -67,8 +68,12 @@ def test_mask_excludes_padded_steps_when_axes_span_time():
     np.testing.assert_allclose(out[mask], expected[mask], rtol=1e-4, atol=1e-4)
     # Only the valid steps of sample 0 enter its statistics.
     valid = x[0, :4]
-    np.testing.assert_allclose(out[0, :4], (valid - valid.mean()) / np.sqrt(
-        valid.var() + 1e-3), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out[0, :4],
+        (valid - valid.mean()) / np.sqrt(valid.var() + 1e-3),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # Per-step statistics (axis=-1) ignore the mask but pass it on.
     inputs = keras.Input((None,), dtype="int32")
     h = keras.layers.Embedding(10, 4, mask_zero=True)(inputs)
@@ -83,8 +88,11 @@ def test_load_torch_state_dict():
     layer.load_torch_state_dict(state)
     x = _x((3, 7))
     np.testing.assert_allclose(
-        _np(layer(x)), ref.layer_norm(x, state["weight"], state["bias"], epsilon=1e-5),
-        rtol=1e-4, atol=1e-4)
+        _np(layer(x)),
+        ref.layer_norm(x, state["weight"], state["bias"], epsilon=1e-5),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     with pytest.raises(ValueError, match="running_mean"):
         layer.load_torch_state_dict(dict(state, running_mean=np.zeros(7)))
 

@@ -75,11 +75,17 @@ def test_synchronized_moments_equal_single_device_full_batch():
     from kerasdl.layers import BatchNormalization
 
     env = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True,
-                          text=True, env=env, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
     assert lines, proc.stderr[-3000:]
-    result = json.loads(lines[0][len("RESULT"):])
+    result = json.loads(lines[0][len("RESULT") :])
     assert result["replicas"] == 2
 
     x = np.random.default_rng(0).normal(size=(8, 3, 4)).astype("float32")
@@ -90,16 +96,22 @@ def test_synchronized_moments_equal_single_device_full_batch():
     for masked in (False, True):
         single = BatchNormalization(momentum=0.0)
         expected = keras.ops.convert_to_numpy(
-            single(x, training=True, mask=mask if masked else None))
+            single(x, training=True, mask=mask if masked else None)
+        )
         sync = result[f"{'masked' if masked else 'plain'}_sync"]
-        np.testing.assert_allclose(sync["moving_mean"], single.moving_mean.numpy(),
-                                   rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(sync["moving_variance"],
-                                   single.moving_variance.numpy(), rtol=1e-4,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            sync["moving_mean"], single.moving_mean.numpy(), rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_allclose(
+            sync["moving_variance"],
+            single.moving_variance.numpy(),
+            rtol=1e-4,
+            atol=1e-4,
+        )
         keep = mask if masked else np.ones((8, 3), bool)
-        np.testing.assert_allclose(np.array(sync["out"])[keep], expected[keep],
-                                   rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            np.array(sync["out"])[keep], expected[keep], rtol=1e-4, atol=1e-4
+        )
         # Without synchronization each replica normalizes with its own half.
         local = np.array(result[f"{'masked' if masked else 'plain'}_local"]["out"])
         assert np.abs(local[keep] - expected[keep]).max() > 0.1

@@ -159,6 +159,20 @@ def _seq2seq(vocab=20, dim=16, **block_kwargs):
     return keras.Model([source, target], logits)
 
 
+def test_jit_compiled_training_step_of_blocks():
+    source = keras.Input((6, 8))
+    target = keras.Input((4, 8))
+    encoded = TransformerEncoder(16, 2, dropout=0.1)(source)
+    decoded = TransformerDecoder(16, 2, dropout=0.1)(target, encoded)
+    model = keras.Model([source, target], decoded)
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    rng = np.random.default_rng(0)
+    data = [rng.normal(size=(4, 6, 8)), rng.normal(size=(4, 4, 8))]
+    history = model.fit(data, rng.normal(size=(4, 4, 8)), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@pytest.mark.large
 def test_jit_compiled_seq2seq_training_and_keras_round_trip(tmp_path):
     model = _seq2seq()
     model.compile(

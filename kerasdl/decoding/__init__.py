@@ -1,0 +1,10 @@
+"""Sequence decoding: greedy and beam search over a `next_token_fn` callback."""
+
+from kerasdl.decoding.search import (
+    beam_search,
+    greedy_search,
+    length_penalty,
+    tile_for_beams,
+)
+
+__all__ = ["beam_search", "greedy_search", "length_penalty", "tile_for_beams"]

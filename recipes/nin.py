@@ -1,0 +1,25 @@
+"""Network in Network on sklearn's 8x8 digits.
+
+    python -m kerasdl train nin --dataset digits     # or: python -m recipes.nin
+
+The architecture is `kerasdl.models.nin`; this recipe is only its difference from
+`ImageClassificationConfig`'s defaults.
+"""
+
+from recipes.image_classification import ImageClassificationConfig, main
+from recipes.image_classification import train_and_evaluate  # noqa: F401
+
+CONFIG = ImageClassificationConfig(
+    model="nin",
+    dataset="digits",
+    epochs=20,
+    learning_rate=1e-3,
+)
+
+
+def run(argv=None, prog=None) -> int:
+    return main(CONFIG, argv, recipe="nin", prog=prog)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

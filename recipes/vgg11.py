@@ -1,0 +1,25 @@
+"""VGG-11 on sklearn's 8x8 digits.
+
+    python -m kerasdl train vgg11 --dataset digits     # or: python -m recipes.vgg11
+
+The architecture is `kerasdl.models.vgg`; this recipe is only its difference from
+`ImageClassificationConfig`'s defaults.
+"""
+
+from recipes.image_classification import ImageClassificationConfig, main
+from recipes.image_classification import train_and_evaluate  # noqa: F401
+
+CONFIG = ImageClassificationConfig(
+    model="vgg11",
+    dataset="digits",
+    epochs=15,
+    learning_rate=1e-3,
+)
+
+
+def run(argv=None, prog=None) -> int:
+    return main(CONFIG, argv, recipe="vgg11", prog=prog)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -1,0 +1,96 @@
+"""TFDS image sets, on mocked data: never downloads, clear error when missing."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kerasdl.data import DatasetNotFoundError, load_image_dataset
+
+FAKE_SIZES = {"train": 50, "test": 12}
+
+
+def fake_prepare(name, data_dir, sizes=FAKE_SIZES):
+    """Writes only the metadata of a prepared data set (split sizes), no records."""
+    builder = tfds.builder(name, data_dir=data_dir)
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
+                )
+                for split, n in sizes.items()
+            ]
+        )
+    )
+    os.makedirs(builder.data_dir, exist_ok=True)
+    builder.info.write_to_directory(builder.data_dir)
+
+
+def random_examples(builder, split, **kwargs):
+    """Mocked records: as many random examples as the (sliced) split holds."""
+    count = builder.info.splits[split].num_examples
+    image_shape = builder.info.features["image"].shape
+    num_classes = builder.info.features["label"].num_classes
+    rng = np.random.default_rng(0)
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "image": rng.integers(0, 256, (count, *image_shape)).astype(np.uint8),
+            "label": rng.integers(0, num_classes, count).astype(np.int64),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "name, shape, num_classes",
+    [
+        ("mnist", (28, 28, 1), 10),
+        ("fashion_mnist", (28, 28, 1), 10),
+        ("cifar10", (32, 32, 3), 10),
+        ("cifar100", (32, 32, 3), 100),
+    ],
+)
+def test_mocked_tfds_dataset(tmp_path, name, shape, num_classes):
+    fake_prepare(name, str(tmp_path))
+    with tfds.testing.mock_data(
+        policy=tfds.testing.MockPolicy.USE_FILES,
+        data_dir=str(tmp_path),
+        as_dataset_fn=random_examples,
+    ):
+        data = load_image_dataset(
+            name, data_dir=str(tmp_path), batch_size=8, augment=name == "cifar10"
+        )
+        # 50 train examples: 45 train + the last 5 (10%) for validation.
+        assert data.num_examples == {"train": 45, "validation": 5, "test": 12}
+        assert (data.input_shape, data.input_dtype) == (shape, "uint8")
+        assert data.num_classes == num_classes == len(data.class_names)
+        assert data.rescale == pytest.approx(1 / 255)
+        for split in ("train", "validation", "test"):
+            labels = [y for _, y in getattr(data, split)]
+            assert sum(len(y) for y in labels) == data.num_examples[split]
+        images, labels = next(iter(data.train))
+        assert tuple(images.shape) == (8, *shape) and images.dtype == tf.uint8
+        assert labels.dtype == tf.int32
+        limited = load_image_dataset(name, data_dir=str(tmp_path), limit=3)
+        assert limited.num_examples == {"train": 3, "validation": 3, "test": 3}
+
+
+def test_missing_dataset_raises_without_downloading(tmp_path, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("kerasdl must not download implicitly")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_download)
+    with pytest.raises(DatasetNotFoundError) as error:
+        load_image_dataset("cifar10", data_dir=str(tmp_path))
+    message = str(error.value)
+    assert isinstance(error.value, FileNotFoundError)
+    for expected in (
+        "'cifar10'",
+        str(tmp_path),
+        "tfds build cifar10",
+        "--data-dir",
+        "--dataset digits",
+    ):
+        assert expected in message
