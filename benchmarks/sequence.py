@@ -48,7 +48,9 @@ VOCAB, DIM, HEADS, FFN, LAYERS, LENGTH = 1000, 128, 4, 256, 2, 32
 class KerasEncoderBlock(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.attention = keras.layers.MultiHeadAttention(HEADS, DIM // HEADS, dropout=0.1)
+        self.attention = keras.layers.MultiHeadAttention(
+            HEADS, DIM // HEADS, dropout=0.1
+        )
         self.norm1 = keras.layers.LayerNormalization(epsilon=1e-5)
         self.norm2 = keras.layers.LayerNormalization(epsilon=1e-5)
         self.ffn1 = keras.layers.Dense(FFN, activation="relu")
@@ -67,8 +69,12 @@ class KerasEncoderBlock(keras.layers.Layer):
 class KerasDecoderBlock(keras.layers.Layer):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.self_attention = keras.layers.MultiHeadAttention(HEADS, DIM // HEADS, dropout=0.1)
-        self.cross_attention = keras.layers.MultiHeadAttention(HEADS, DIM // HEADS, dropout=0.1)
+        self.self_attention = keras.layers.MultiHeadAttention(
+            HEADS, DIM // HEADS, dropout=0.1
+        )
+        self.cross_attention = keras.layers.MultiHeadAttention(
+            HEADS, DIM // HEADS, dropout=0.1
+        )
         self.norms = [keras.layers.LayerNormalization(epsilon=1e-5) for _ in range(3)]
         self.drops = [keras.layers.Dropout(0.1) for _ in range(3)]
         self.ffn1 = keras.layers.Dense(FFN, activation="relu")
@@ -76,12 +82,16 @@ class KerasDecoderBlock(keras.layers.Layer):
 
     def call(self, x, memory, target_mask=None, source_mask=None, training=None):
         h = self.self_attention(
-            x, x, attention_mask=target_mask[:, None, :], use_causal_mask=True,
+            x,
+            x,
+            attention_mask=target_mask[:, None, :],
+            use_causal_mask=True,
             training=training,
         )
         x = self.norms[0](x + self.drops[0](h, training=training))
-        h = self.cross_attention(x, memory, attention_mask=source_mask[:, None, :],
-                                 training=training)
+        h = self.cross_attention(
+            x, memory, attention_mask=source_mask[:, None, :], training=training
+        )
         x = self.norms[1](x + self.drops[1](h, training=training))
         h = self.ffn2(self.ffn1(x))
         return self.norms[2](x + self.drops[2](h, training=training))
@@ -100,25 +110,31 @@ def build_seq2seq(kind):
     for _ in range(LAYERS):
         if kind == "kerasdl":
             x = kerasdl.layers.TransformerEncoder(FFN, HEADS, dropout=0.1)(
-                x, padding_mask=source_mask)
+                x, padding_mask=source_mask
+            )
         elif kind == "keras_hub":
             import keras_hub
 
             x = keras_hub.layers.TransformerEncoder(FFN, HEADS, dropout=0.1)(
-                x, padding_mask=source_mask)
+                x, padding_mask=source_mask
+            )
         else:
             x = KerasEncoderBlock()(x, padding_mask=source_mask)
     for _ in range(LAYERS):
         if kind == "kerasdl":
             y = kerasdl.layers.TransformerDecoder(FFN, HEADS, dropout=0.1)(
-                y, x, decoder_padding_mask=target_mask, encoder_padding_mask=source_mask)
+                y, x, decoder_padding_mask=target_mask, encoder_padding_mask=source_mask
+            )
         elif kind == "keras_hub":
             import keras_hub
 
             y = keras_hub.layers.TransformerDecoder(FFN, HEADS, dropout=0.1)(
-                y, x, decoder_padding_mask=target_mask, encoder_padding_mask=source_mask)
+                y, x, decoder_padding_mask=target_mask, encoder_padding_mask=source_mask
+            )
         else:
-            y = KerasDecoderBlock()(y, x, target_mask=target_mask, source_mask=source_mask)
+            y = KerasDecoderBlock()(
+                y, x, target_mask=target_mask, source_mask=source_mask
+            )
     logits = keras.layers.Dense(VOCAB)(y)
     return keras.Model([source, target], logits, name=f"seq2seq_{kind}")
 
@@ -151,9 +167,11 @@ def benchmark_training(rounds, steps, batch_size, jit_compile):
         )
         start = time.perf_counter()
         model.train_on_batch([source, target], target)  # trace / compile
-        print(f"{kind:10s} params={model.count_params():,} "
-              f"first step (trace{'+XLA' if jit_compile else ''}) "
-              f"{time.perf_counter() - start:.1f}s")
+        print(
+            f"{kind:10s} params={model.count_params():,} "
+            f"first step (trace{'+XLA' if jit_compile else ''}) "
+            f"{time.perf_counter() - start:.1f}s"
+        )
         models[kind] = model
     times = {kind: [] for kind in models}
     for _ in range(rounds):  # alternate variants within every round
@@ -166,16 +184,20 @@ def benchmark_training(rounds, steps, batch_size, jit_compile):
                 raise RuntimeError(f"{kind}: loss is not finite")
     tokens = steps * batch_size * LENGTH
     result = {k: tokens / statistics.median(v) for k, v in times.items()}
-    print(f"\nTraining tokens/s (median of {rounds} rounds x {steps} steps, "
-          f"batch {batch_size}, jit_compile={jit_compile}, backend "
-          f"{keras.backend.backend()}, devices {[d.device_type for d in tf.config.list_logical_devices()]})")
+    print(
+        f"\nTraining tokens/s (median of {rounds} rounds x {steps} steps, "
+        f"batch {batch_size}, jit_compile={jit_compile}, backend "
+        f"{keras.backend.backend()}, devices {[d.device_type for d in tf.config.list_logical_devices()]})"
+    )
     print("| blocks | tokens/s | min..max | ratio vs keras |")
     print("|---|---:|---:|---:|")
     for kind, rate in result.items():
         lo = tokens / max(times[kind])
         hi = tokens / min(times[kind])
-        print(f"| {kind} | {rate:,.0f} | {lo:,.0f}..{hi:,.0f} | "
-              f"{rate / result['keras']:.2f}x |")
+        print(
+            f"| {kind} | {rate:,.0f} | {lo:,.0f}..{hi:,.0f} | "
+            f"{rate / result['keras']:.2f}x |"
+        )
     return result
 
 
@@ -198,32 +220,53 @@ class TinyTranslator(tf.Module):
         return tile_for_beams({"encoded": encoded, "mask": mask}, beams)
 
     def next_token_fn(self, tokens, cache, step):
-        x = self.decoder(self.target_embedding(tokens), cache["encoded"],
-                         encoder_padding_mask=cache["mask"])
+        x = self.decoder(
+            self.target_embedding(tokens),
+            cache["encoded"],
+            encoder_padding_mask=cache["mask"],
+        )
         return keras.ops.take(self.head(x), step - 1, axis=1), cache
 
     def translate(self, source, beam_size):
         start = keras.ops.ones((keras.ops.shape(source)[0],), "int32")
         if beam_size == 1:
-            return greedy_search(self.next_token_fn, start, self.max_length,
-                                 end_token_id=2, cache=self.cache(source, 1))
-        return beam_search(self.next_token_fn, start, self.max_length,
-                           beam_size=beam_size, end_token_id=2,
-                           cache=self.cache(source, beam_size),
-                           length_penalty_alpha=0.6)
+            return greedy_search(
+                self.next_token_fn,
+                start,
+                self.max_length,
+                end_token_id=2,
+                cache=self.cache(source, 1),
+            )
+        return beam_search(
+            self.next_token_fn,
+            start,
+            self.max_length,
+            beam_size=beam_size,
+            end_token_id=2,
+            cache=self.cache(source, beam_size),
+            length_penalty_alpha=0.6,
+        )
 
 
 def benchmark_decoding(rounds, batch_size):
     translator = TinyTranslator()
-    source = np.random.default_rng(1).integers(3, VOCAB, size=(batch_size, 16)).astype("int32")
+    source = (
+        np.random.default_rng(1)
+        .integers(3, VOCAB, size=(batch_size, 16))
+        .astype("int32")
+    )
     spec = [tf.TensorSpec((None, None), tf.int32)]
-    graphs = {b: tf.function(lambda s, b=b: translator.translate(s, b), input_signature=spec)
-              for b in (1, 4)}
+    graphs = {
+        b: tf.function(lambda s, b=b: translator.translate(s, b), input_signature=spec)
+        for b in (1, 4)
+    }
     runs = {}
     for beams in (1, 4):
         name = "greedy" if beams == 1 else f"beam {beams}"
         runs[f"{name}, eager"] = lambda b=beams: translator.translate(source, b)
-        runs[f"{name}, tf.function (exported graph)"] = lambda b=beams: graphs[b](source)
+        runs[f"{name}, tf.function (exported graph)"] = lambda b=beams: graphs[b](
+            source
+        )
     for run in runs.values():
         run()  # warm-up and tracing
     times = {name: [] for name in runs}
@@ -233,8 +276,10 @@ def benchmark_decoding(rounds, batch_size):
             tokens, _ = run()
             keras.ops.convert_to_numpy(tokens)
             times[name].append(time.perf_counter() - start)
-    print(f"\nDecoding sentences/s (batch {batch_size}, max_length "
-          f"{translator.max_length}, untrained model, median of {rounds})")
+    print(
+        f"\nDecoding sentences/s (batch {batch_size}, max_length "
+        f"{translator.max_length}, untrained model, median of {rounds})"
+    )
     print("| search | sentences/s | ms / batch |")
     print("|---|---:|---:|")
     result = {}
@@ -247,7 +292,9 @@ def benchmark_decoding(rounds, batch_size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["all", "training", "decoding"], default="all")
+    parser.add_argument(
+        "--part", choices=["all", "training", "decoding"], default="all"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -257,10 +304,12 @@ def main(argv=None):
     results = {}
     if args.part in ("all", "training"):
         results["training_tokens_per_second"] = benchmark_training(
-            args.rounds, args.steps, args.batch_size, args.jit_compile)
+            args.rounds, args.steps, args.batch_size, args.jit_compile
+        )
     if args.part in ("all", "decoding"):
         results["decoding_sentences_per_second"] = benchmark_decoding(
-            args.rounds, min(args.batch_size, 16))
+            args.rounds, min(args.batch_size, 16)
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

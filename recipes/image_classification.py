@@ -90,13 +90,13 @@ def train_and_evaluate(
     workdir = str(workdir)
 
     # Setup ------------------------------------------------------------------------
-    training.set_seed(config.seed, config.deterministic)
-    keras.mixed_precision.set_global_policy(
-        "mixed_float16" if config.mixed_precision else "float32")
-    try:
+    try:  # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs ops.
         strategy = training.get_strategy(config.strategy)
     except ValueError as error:
         raise training.UsageError(error) from None
+    training.set_seed(config.seed, config.deterministic)
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if config.mixed_precision else "float32")
     chief = training.is_chief(strategy)
 
     # Data: raw images; the model does its own rescaling -------------------------------

@@ -212,6 +212,10 @@ def train_variant(config: RegularizationStudyConfig, variant: str, data: dict) -
     )
     seconds = time.perf_counter() - start
 
+    best_epoch = None  # 1-based epoch whose weights early stopping restored
+    if early_stopping is not None and early_stopping.best_epoch is not None:
+        best_epoch = early_stopping.best_epoch + 1
+
     # Final models, inference mode (no dropout, batch norm's moving statistics).
     scores = {
         split: model.evaluate(*data[split], batch_size=256, verbose=0, return_dict=True)
@@ -220,7 +224,7 @@ def train_variant(config: RegularizationStudyConfig, variant: str, data: dict) -
     row = {
         "variant": variant,
         "epochs_run": len(history.history["loss"]),
-        "best_epoch": (early_stopping.best_epoch + 1) if early_stopping else None,
+        "best_epoch": best_epoch,
         "train_accuracy": scores["train"]["accuracy"],
         "val_accuracy": scores["validation"]["accuracy"],
         "accuracy_gap": scores["train"]["accuracy"] - scores["validation"]["accuracy"],

@@ -1,5 +1,15 @@
-"""Training callbacks: `kerasdl.callbacks.EarlyStopping`."""
+"""Training callbacks: `kerasdl.callbacks.EarlyStopping` and friends."""
 
 from kerasdl.callbacks.early_stopping import EarlyStopping
+from kerasdl.callbacks.resumable_checkpoint import ResumableCheckpoint
+from kerasdl.callbacks.terminate_on_non_finite_loss import (
+    NonFiniteLossError,
+    TerminateOnNonFiniteLoss,
+)
 
-__all__ = ["EarlyStopping"]
+__all__ = [
+    "EarlyStopping",
+    "NonFiniteLossError",
+    "ResumableCheckpoint",
+    "TerminateOnNonFiniteLoss",
+]

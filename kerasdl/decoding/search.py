@@ -51,9 +51,7 @@ def tile_for_beams(x, beam_size):
                                     beam_size=4, cache=cache)
     ```
     """
-    return keras.tree.map_structure(
-        lambda t: ops.repeat(t, beam_size, axis=0), x
-    )
+    return keras.tree.map_structure(lambda t: ops.repeat(t, beam_size, axis=0), x)
 
 
 def length_penalty(lengths, alpha, kind="gnmt"):
@@ -285,9 +283,7 @@ def beam_search(
         # A finished beam has one continuation, pad, at no cost.
         is_pad = ops.equal(ops.arange(vocab, dtype="int32"), pad_token_id)
         finished_row = ops.where(is_pad, 0.0, NEG_INF)  # (V,)
-        log_probs = ops.where(
-            ops.expand_dims(finished, -1), finished_row, log_probs
-        )
+        log_probs = ops.where(ops.expand_dims(finished, -1), finished_row, log_probs)
 
         # Score every (beam, token) candidate; rank by the normalized score.
         candidates = ops.expand_dims(beam_log_probs, -1) + log_probs  # (B, K, V)

@@ -28,12 +28,18 @@ def get_strategy(name: str = "auto"):
 
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+    if name == "multiworker":  # Before anything initializes TensorFlow's context.
+        return _multi_worker_strategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "default" or (name == "auto" and len(gpus) < 2):
         return tf.distribute.get_strategy()
-    if name in ("auto", "mirrored"):
-        devices = gpus or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    devices = gpus or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _multi_worker_strategy():
+    import tensorflow as tf
+
     tf_config = os.environ.get("TF_CONFIG")
     if not tf_config:
         raise ValueError(

@@ -58,7 +58,11 @@ def exhaustive_best(table, prompt, max_length, alpha=0.0, kind="gnmt"):
             step = len(prompt) + i
             total += log_probs[prefix_code(tokens, step), token]
             tokens[step] = token
-        lp = ((5 + len(completion)) / 6) ** alpha if kind == "gnmt" else len(completion) ** alpha
+        lp = (
+            ((5 + len(completion)) / 6) ** alpha
+            if kind == "gnmt"
+            else len(completion) ** alpha
+        )
         if total / lp > best[2] + 1e-9:
             best = (tokens, total, total / lp)
     return best[0], best[1]
@@ -66,8 +70,12 @@ def exhaustive_best(table, prompt, max_length, alpha=0.0, kind="gnmt"):
 
 def test_length_penalty_formulas():
     lengths = np.array([1, 4, 10])
-    np.testing.assert_allclose(length_penalty(lengths, 0.6), ((5 + lengths) / 6) ** 0.6, rtol=1e-6)
-    np.testing.assert_allclose(length_penalty(lengths, 0.6, "simple"), lengths**0.6, rtol=1e-6)
+    np.testing.assert_allclose(
+        length_penalty(lengths, 0.6), ((5 + lengths) / 6) ** 0.6, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        length_penalty(lengths, 0.6, "simple"), lengths**0.6, rtol=1e-6
+    )
     np.testing.assert_allclose(length_penalty(lengths, 0.0), 1.0)
 
 
@@ -76,7 +84,9 @@ def test_beam_size_one_equals_greedy(seed):
     fn = table_fn(random_table(seed))
     prompt = np.array([[1, 2], [2, 2], [1, 1]])
     greedy_tokens, greedy_log_probs = greedy_search(fn, prompt, 7, end_token_id=EOS)
-    beam_tokens, beam_log_probs = beam_search(fn, prompt, 7, beam_size=1, end_token_id=EOS)
+    beam_tokens, beam_log_probs = beam_search(
+        fn, prompt, 7, beam_size=1, end_token_id=EOS
+    )
     np.testing.assert_array_equal(beam_tokens, greedy_tokens)
     np.testing.assert_allclose(beam_log_probs, greedy_log_probs, atol=1e-5)
 
@@ -86,10 +96,17 @@ def test_beam_size_one_equals_greedy(seed):
 def test_wide_beam_finds_the_exhaustive_optimum(seed, alpha, kind):
     table = random_table(seed)
     prompt, max_length = [1], 5  # 4 generated tokens over {1, 2, EOS}: 3**4 completions
-    expected_tokens, expected_log_prob = exhaustive_best(table, prompt, max_length, alpha, kind)
+    expected_tokens, expected_log_prob = exhaustive_best(
+        table, prompt, max_length, alpha, kind
+    )
     tokens, log_prob = beam_search(
-        table_fn(table), np.array([prompt]), max_length, beam_size=81,
-        end_token_id=EOS, length_penalty_alpha=alpha, length_penalty_type=kind,
+        table_fn(table),
+        np.array([prompt]),
+        max_length,
+        beam_size=81,
+        end_token_id=EOS,
+        length_penalty_alpha=alpha,
+        length_penalty_type=kind,
     )
     np.testing.assert_array_equal(tokens[0], expected_tokens)
     np.testing.assert_allclose(log_prob[0], expected_log_prob, atol=1e-4)
@@ -117,26 +134,36 @@ def test_narrow_beam_can_end_below_greedy():
     after AA: A 1. Greedy takes AAA = .136; a 2-beam keeps {A, B}, then {BA, BB}
     (.175 each) and drops AA, ending at .0595."""
     a, b, c = 1, 2, 3
-    probs = {(): [.40, .35, .25], (a,): [.34, .33, .33], (b,): [.5, .5, 1e-9],
-             (c,): [1 / 3] * 3, (a, a): [1, 1e-9, 1e-9]}
+    probs = {
+        (): [0.40, 0.35, 0.25],
+        (a,): [0.34, 0.33, 0.33],
+        (b,): [0.5, 0.5, 1e-9],
+        (c,): [1 / 3] * 3,
+        (a, a): [1, 1e-9, 1e-9],
+    }
 
     def fn(tokens, cache, step):
         rows = []
         for row in keras.ops.convert_to_numpy(tokens):
-            prefix = tuple(int(t) for t in row[1:int(step)])
-            rows.append([1e-12] + probs.get(prefix, [.34, .33, .33]))
+            prefix = tuple(int(t) for t in row[1 : int(step)])
+            rows.append([1e-12] + probs.get(prefix, [0.34, 0.33, 0.33]))
         return np.log(np.array(rows, "float32")), cache
 
     _, greedy = greedy_search(fn, np.array([9]), 4)
     _, beam = beam_search(fn, np.array([9]), 4, beam_size=2)
-    np.testing.assert_allclose(np.exp(greedy), [.136], rtol=1e-3)
-    np.testing.assert_allclose(np.exp(beam), [.0595], rtol=1e-3)
+    np.testing.assert_allclose(np.exp(greedy), [0.136], rtol=1e-3)
+    np.testing.assert_allclose(np.exp(beam), [0.0595], rtol=1e-3)
 
 
 def test_finished_beams_are_kept_and_padded():
     fn = table_fn(random_table(7))
     tokens, log_probs = beam_search(
-        fn, np.array([[1], [2]]), 6, beam_size=4, end_token_id=EOS, return_all_beams=True
+        fn,
+        np.array([[1], [2]]),
+        6,
+        beam_size=4,
+        end_token_id=EOS,
+        return_all_beams=True,
     )
     tokens = keras.ops.convert_to_numpy(tokens)
     assert tokens.shape == (2, 4, 6) and log_probs.shape == (2, 4)
@@ -169,7 +196,9 @@ def test_cache_rows_follow_their_beams():
 def test_tile_for_beams_repeats_rows_in_place():
     x = {"a": np.arange(6).reshape(2, 3), "b": np.array([1.0, 2.0])}
     tiled = tile_for_beams(x, 2)
-    np.testing.assert_array_equal(tiled["a"], [[0, 1, 2], [0, 1, 2], [3, 4, 5], [3, 4, 5]])
+    np.testing.assert_array_equal(
+        tiled["a"], [[0, 1, 2], [0, 1, 2], [3, 4, 5], [3, 4, 5]]
+    )
     np.testing.assert_array_equal(tiled["b"], [1, 1, 2, 2])
 
 
@@ -180,8 +209,9 @@ def test_tf_function_matches_eager():
     @tf.function(input_signature=[tf.TensorSpec((None, 1), tf.int32)])
     def decode(start):
         greedy = greedy_search(fn, start, 6, end_token_id=EOS)
-        beam = beam_search(fn, start, 6, beam_size=3, end_token_id=EOS,
-                           length_penalty_alpha=0.6)
+        beam = beam_search(
+            fn, start, 6, beam_size=3, end_token_id=EOS, length_penalty_alpha=0.6
+        )
         return greedy + beam
 
     graph = decode(prompt)
@@ -211,8 +241,11 @@ class TinyTranslator(tf.Module):
 
     def next_token_fn(self, tokens, cache, step):
         # Recompute the causal decoder on the whole buffer, read position step-1.
-        x = self.decoder(self.decoder_embedding(tokens), cache["encoder_outputs"],
-                         encoder_padding_mask=cache["source_mask"])
+        x = self.decoder(
+            self.decoder_embedding(tokens),
+            cache["encoder_outputs"],
+            encoder_padding_mask=cache["source_mask"],
+        )
         return keras.ops.take(self.head(x), step - 1, axis=1), cache
 
     def cache_for(self, source, beams):
@@ -222,9 +255,15 @@ class TinyTranslator(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec((None, None), tf.int32)])
     def translate(self, source):
         start = tf.fill([tf.shape(source)[0]], 1)
-        return beam_search(self.next_token_fn, start, 8, beam_size=self.beam_size,
-                           end_token_id=2, cache=self.cache_for(source, self.beam_size),
-                           length_penalty_alpha=0.6)
+        return beam_search(
+            self.next_token_fn,
+            start,
+            8,
+            beam_size=self.beam_size,
+            end_token_id=2,
+            cache=self.cache_for(source, self.beam_size),
+            length_penalty_alpha=0.6,
+        )
 
 
 def test_transformer_decoding_eager_graph_and_saved_model(tmp_path):
@@ -232,8 +271,15 @@ def test_transformer_decoding_eager_graph_and_saved_model(tmp_path):
     source = np.array([[4, 5, 6, 0, 0], [7, 8, 9, 10, 11]], "int32")
     graph = translator.translate(source)
     cache = translator.cache_for(source, 3)
-    eager = beam_search(translator.next_token_fn, np.array([1, 1]), 8, beam_size=3,
-                        end_token_id=2, cache=cache, length_penalty_alpha=0.6)
+    eager = beam_search(
+        translator.next_token_fn,
+        np.array([1, 1]),
+        8,
+        beam_size=3,
+        end_token_id=2,
+        cache=cache,
+        length_penalty_alpha=0.6,
+    )
     np.testing.assert_array_equal(graph[0], eager[0])
     np.testing.assert_allclose(graph[1], eager[1], atol=1e-4)
 
@@ -248,14 +294,26 @@ def test_transformer_beam_one_equals_greedy_and_padding_is_ignored():
     translator = TinyTranslator()
     source = np.array([[4, 5, 6, 0, 0]], "int32")
     cache = translator.cache_for(source, 1)
-    greedy = greedy_search(translator.next_token_fn, np.array([1]), 7, end_token_id=2,
-                           cache=cache)
-    beam = beam_search(translator.next_token_fn, np.array([1]), 7, beam_size=1,
-                       end_token_id=2, cache=cache)
+    greedy = greedy_search(
+        translator.next_token_fn, np.array([1]), 7, end_token_id=2, cache=cache
+    )
+    beam = beam_search(
+        translator.next_token_fn,
+        np.array([1]),
+        7,
+        beam_size=1,
+        end_token_id=2,
+        cache=cache,
+    )
     np.testing.assert_array_equal(beam[0], greedy[0])
     short = np.array([[4, 5, 6]], "int32")
-    unpadded = greedy_search(translator.next_token_fn, np.array([1]), 7, end_token_id=2,
-                             cache=translator.cache_for(short, 1))
+    unpadded = greedy_search(
+        translator.next_token_fn,
+        np.array([1]),
+        7,
+        end_token_id=2,
+        cache=translator.cache_for(short, 1),
+    )
     np.testing.assert_array_equal(unpadded[0], greedy[0])
 
 

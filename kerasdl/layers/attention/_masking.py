@@ -5,8 +5,9 @@ have shape `(batch, length)`; attention masks `(batch, query_length,
 key_length)` or anything broadcastable to it.
 """
 
-import keras
 from keras import ops
+
+from kerasdl.layers.regularization.dropout import Dropout
 
 
 def keras_mask_of(x):
@@ -85,11 +86,7 @@ def _validate_rate(name, value):
 
 
 def dropout_layer(rate, dtype, name, seed=None):
-    """A dropout sublayer: kerasdl's `Dropout` when importable, else Keras'."""
-    try:
-        from kerasdl.layers.regularization.dropout import Dropout
-    except ImportError:  # pragma: no cover - only while the package is assembled
-        Dropout = keras.layers.Dropout
+    """A named kerasdl `Dropout` sublayer in the parent's dtype policy."""
     return Dropout(rate, seed=seed, dtype=dtype, name=name)
 
 

@@ -85,7 +85,9 @@ class AdditiveAttention(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if not isinstance(units, int) or units < 1:
-            raise ValueError(f"`units` must be a positive int. Received: units={units!r}")
+            raise ValueError(
+                f"`units` must be a positive int. Received: units={units!r}"
+            )
         self.units = units
         self.use_bias = bool(use_bias)
         self.dropout = _validate_rate("dropout", dropout)
@@ -119,7 +121,9 @@ class AdditiveAttention(keras.layers.Layer):
         self.score_vector = weight("score_vector", (self.units,))
         self.bias = None
         if self.use_bias:
-            self.bias = self.add_weight(name="bias", shape=(self.units,), initializer="zeros")
+            self.bias = self.add_weight(
+                name="bias", shape=(self.units,), initializer="zeros"
+            )
 
     def call(
         self,
@@ -210,8 +214,12 @@ class AdditiveAttention(keras.layers.Layer):
                 "units": self.units,
                 "use_bias": self.use_bias,
                 "dropout": self.dropout,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
                 "seed": self.seed,
             }
         )

@@ -4,9 +4,9 @@ import keras
 from keras import ops
 
 from kerasdl.layers.attention._masking import (
+    _padding_masks,
     _validate_rate,
     dropout_layer,
-    _padding_masks,
     masked_softmax,
     merge_masks,
 )
@@ -121,7 +121,9 @@ class ScaledDotProductAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.dropout = _validate_rate("dropout", dropout)
         if scale is not None and not isinstance(scale, (int, float)):
-            raise ValueError(f"`scale` must be a number or None. Received: scale={scale!r}")
+            raise ValueError(
+                f"`scale` must be a number or None. Received: scale={scale!r}"
+            )
         self.scale = None if scale is None else float(scale)
         self.seed = seed
         self.supports_masking = True
@@ -132,12 +134,13 @@ class ScaledDotProductAttention(keras.layers.Layer):
     def build(self, query_shape, value_shape=None, key_shape=None):
         value_shape = query_shape if value_shape is None else value_shape
         key_shape = value_shape if key_shape is None else key_shape
-        if query_shape[-1] is not None and key_shape[-1] is not None:
-            if query_shape[-1] != key_shape[-1]:
-                raise ValueError(
-                    "`query` and `key` must have the same last dimension. "
-                    f"Received: query_shape={query_shape}, key_shape={key_shape}"
-                )
+        if None not in (query_shape[-1], key_shape[-1]) and (
+            query_shape[-1] != key_shape[-1]
+        ):
+            raise ValueError(
+                "`query` and `key` must have the same last dimension. "
+                f"Received: query_shape={query_shape}, key_shape={key_shape}"
+            )
 
     def call(
         self,

@@ -1,14 +1,10 @@
 """Sublayer factories shared by the Transformer blocks."""
 
-import keras
+from kerasdl.layers.normalization.layer_normalization import LayerNormalization
 
 
 def layer_normalization(epsilon, dtype, name):
-    """kerasdl's `LayerNormalization` when importable, else Keras' (same weights)."""
-    try:
-        from kerasdl.layers.normalization import LayerNormalization
-    except ImportError:  # while the normalization package is being written
-        LayerNormalization = keras.layers.LayerNormalization
+    """A named kerasdl `LayerNormalization` sublayer in the parent's dtype policy."""
     return LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
 
 
@@ -19,9 +15,13 @@ def validate_block_args(intermediate_dim, num_heads, dropout, layer_norm_epsilon
             f"Received: intermediate_dim={intermediate_dim!r}"
         )
     if not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"`num_heads` must be a positive int. Received: num_heads={num_heads!r}")
+        raise ValueError(
+            f"`num_heads` must be a positive int. Received: num_heads={num_heads!r}"
+        )
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+        raise ValueError(
+            f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
+        )
     if not isinstance(layer_norm_epsilon, (int, float)) or layer_norm_epsilon <= 0:
         raise ValueError(
             "`layer_norm_epsilon` must be a positive float. "

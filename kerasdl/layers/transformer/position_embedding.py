@@ -59,13 +59,15 @@ class PositionEmbedding(keras.layers.Layer):
     def call(self, inputs, start_index=0):
         shape = ops.shape(inputs)
         length = shape[-2]
-        if isinstance(length, int) and isinstance(start_index, int):
-            if start_index + length > self.sequence_length:
-                raise ValueError(
-                    f"Positions {start_index}..{start_index + length - 1} do not fit "
-                    f"sequence_length={self.sequence_length}. Received: "
-                    f"inputs.shape={inputs.shape}, start_index={start_index}"
-                )
+        fits = not (isinstance(length, int) and isinstance(start_index, int)) or (
+            start_index + length <= self.sequence_length
+        )
+        if not fits:
+            raise ValueError(
+                f"Positions {start_index}..{start_index + length - 1} do not fit "
+                f"sequence_length={self.sequence_length}. Received: "
+                f"inputs.shape={inputs.shape}, start_index={start_index}"
+            )
         embeddings = ops.convert_to_tensor(self.position_embeddings)
         embeddings = ops.slice(
             embeddings, (start_index, 0), (length, embeddings.shape[-1])

@@ -130,7 +130,9 @@ class TransformerDecoder(keras.layers.Layer):
             **self._dense_kwargs(),
         )
         self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
-        self.self_attention_norm = self._norm("self_attention_norm", decoder_sequence_shape)
+        self.self_attention_norm = self._norm(
+            "self_attention_norm", decoder_sequence_shape
+        )
         self.self_attention_dropout = dropout_layer(
             self.dropout, self.dtype_policy, "self_attention_dropout"
         )
@@ -261,7 +263,9 @@ class TransformerDecoder(keras.layers.Layer):
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "normalize_first": self.normalize_first,
             }

@@ -135,7 +135,9 @@ class TransformerEncoder(keras.layers.Layer):
         self.feedforward_output = keras.layers.Dense(
             hidden_dim, name="feedforward_output", **self._dense_kwargs()
         )
-        self.feedforward_output.build(tuple(inputs_shape[:-1]) + (self.intermediate_dim,))
+        self.feedforward_output.build(
+            tuple(inputs_shape[:-1]) + (self.intermediate_dim,)
+        )
         self.feedforward_norm = layer_normalization(
             self.layer_norm_epsilon, self.dtype_policy, "feedforward_norm"
         )
@@ -190,7 +192,9 @@ class TransformerEncoder(keras.layers.Layer):
                 "dropout": self.dropout,
                 "activation": keras.activations.serialize(self.activation),
                 "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "normalize_first": self.normalize_first,
             }

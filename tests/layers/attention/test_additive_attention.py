@@ -45,8 +45,13 @@ def test_matches_bahdanau_formula_with_different_widths():
     layer = AdditiveAttention(units=6)
     context, weights = layer(query, value, key, return_attention_scores=True)
     expected_context, expected_weights = numpy_additive(
-        query, key, value, *(keras.ops.convert_to_numpy(w) for w in (
-            layer.query_kernel, layer.key_kernel, layer.score_vector))
+        query,
+        key,
+        value,
+        *(
+            keras.ops.convert_to_numpy(w)
+            for w in (layer.query_kernel, layer.key_kernel, layer.score_vector)
+        ),
     )
     np.testing.assert_allclose(weights, expected_weights, atol=1e-5)
     np.testing.assert_allclose(context, expected_context, atol=1e-5)
@@ -58,16 +63,24 @@ def test_single_step_query_with_padding():
     encoder = rng.normal(size=(2, 4, 8)).astype("float32")
     mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)
     layer = AdditiveAttention(units=6)
-    context, weights = layer(state, encoder, value_mask=mask, return_attention_scores=True)
+    context, weights = layer(
+        state, encoder, value_mask=mask, return_attention_scores=True
+    )
     assert context.shape == (2, 8) and weights.shape == (2, 4)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(weights)[~mask], 0.0)
     changed = encoder.copy()
     changed[~mask] = 50.0
-    np.testing.assert_allclose(layer(state, changed, value_mask=mask), context, atol=1e-5)
+    np.testing.assert_allclose(
+        layer(state, changed, value_mask=mask), context, atol=1e-5
+    )
     expected, _ = numpy_additive(
-        state[:, None], encoder, encoder,
-        *(keras.ops.convert_to_numpy(w) for w in (
-            layer.query_kernel, layer.key_kernel, layer.score_vector)),
+        state[:, None],
+        encoder,
+        encoder,
+        *(
+            keras.ops.convert_to_numpy(w)
+            for w in (layer.query_kernel, layer.key_kernel, layer.score_vector)
+        ),
         mask=mask[:, None, :],
     )
     np.testing.assert_allclose(context, expected[:, 0], atol=1e-5)
@@ -77,7 +90,9 @@ def test_inside_rnn_decoder_model_trains_and_reloads(tmp_path):
     encoder_outputs = keras.Input((6, 8))
     decoder_state = keras.Input((5,))
     context = AdditiveAttention(units=4)(decoder_state, encoder_outputs)
-    model = keras.Model([encoder_outputs, decoder_state], keras.layers.Dense(2)(context))
+    model = keras.Model(
+        [encoder_outputs, decoder_state], keras.layers.Dense(2)(context)
+    )
     model.compile(optimizer="adam", loss="mse", jit_compile=True)
     rng = np.random.default_rng(0)
     data = [rng.normal(size=(4, 6, 8)), rng.normal(size=(4, 5))]

@@ -12,11 +12,17 @@ from kerasdl.testing import run_layer_test
 def _pair(num_heads=2, key_dim=4, value_dim=None, output_shape=None, use_bias=True):
     """A kerasdl MHA and a Keras MHA with the same weights."""
     ours = MultiHeadAttention(
-        num_heads, key_dim, value_dim=value_dim, output_shape=output_shape,
+        num_heads,
+        key_dim,
+        value_dim=value_dim,
+        output_shape=output_shape,
         use_bias=use_bias,
     )
     reference = keras.layers.MultiHeadAttention(
-        num_heads, key_dim, value_dim=value_dim, output_shape=output_shape,
+        num_heads,
+        key_dim,
+        value_dim=value_dim,
+        output_shape=output_shape,
         use_bias=use_bias,
     )
     return ours, reference
@@ -35,8 +41,13 @@ def test_layer_contract():
 def test_layer_contract_without_bias_and_output_shape():
     run_layer_test(
         MultiHeadAttention,
-        {"num_heads": 3, "key_dim": 2, "value_dim": 5, "use_bias": False,
-         "output_shape": 6},
+        {
+            "num_heads": 3,
+            "key_dim": 2,
+            "value_dim": 5,
+            "use_bias": False,
+            "output_shape": 6,
+        },
         input_shape=(2, 4, 8),
         expected_output_shape=(2, 4, 6),
         expected_num_trainable_weights=4,
@@ -113,6 +124,7 @@ def test_mixed_precision_cross_attention():
     query = np.full((2, 3, 8), 30.0, "float32")
     value = np.full((2, 4, 6), 30.0, "float32")
     out, scores = layer(query, value, return_attention_scores=True)
+    assert scores.shape == (2, 2, 3, 4)
     assert keras.backend.standardize_dtype(out.dtype) == "float16"
     assert layer.query_kernel.dtype == "float32"
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out).astype("float32")))

@@ -20,8 +20,13 @@ def test_layer_contract(block, normalize_first):
     # self-attention 8 weights + 2 norms x2 + 2 dense x2 = 16.
     run_layer_test(
         block,
-        {"intermediate_dim": 16, "num_heads": 2, "dropout": 0.1,
-         "normalize_first": normalize_first, "activation": "gelu"},
+        {
+            "intermediate_dim": 16,
+            "num_heads": 2,
+            "dropout": 0.1,
+            "normalize_first": normalize_first,
+            "activation": "gelu",
+        },
         input_shape=(2, 5, 8),
         expected_output_shape=(2, 5, 8),
         expected_num_trainable_weights=16,
@@ -35,7 +40,10 @@ def test_encoder_is_post_norm_add_and_norm_by_default():
     for normalize_first in (False, True):
         block = TransformerEncoder(16, 2, normalize_first=normalize_first)
         y = block(x)
-        ffn = lambda h: block.feedforward_output(block.feedforward_intermediate(h))  # noqa: E731
+
+        def ffn(h, block=block):
+            return block.feedforward_output(block.feedforward_intermediate(h))
+
         if normalize_first:
             h = block.self_attention_norm(x)
             h = x + block.self_attention(h, h)
@@ -54,7 +62,10 @@ def test_decoder_with_cross_attention_weights_and_structure():
     y = block(target, source)
     assert y.shape == (2, 4, 8)
     assert len(block.trainable_weights) == 16 + 8 + 2
-    ffn = lambda h: block.feedforward_output(block.feedforward_intermediate(h))  # noqa: E731
+
+    def ffn(h):
+        return block.feedforward_output(block.feedforward_intermediate(h))
+
     h = block.self_attention_norm(
         target + block.self_attention(target, target, use_causal_mask=True)
     )
@@ -71,7 +82,9 @@ def test_decoder_with_cross_attention_weights_and_structure():
     normalize_first=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_decoder_outputs_never_see_future_tokens(length, position, normalize_first, seed):
+def test_decoder_outputs_never_see_future_tokens(
+    length, position, normalize_first, seed
+):
     position = position % (length - 1)
     rng = np.random.default_rng(seed)
     block = TransformerDecoder(16, 2, normalize_first=normalize_first)
@@ -124,7 +137,9 @@ def test_explicit_padding_mask_equals_keras_mask():
     explicit = block(x, padding_mask=mask)
     changed = x.copy()
     changed[0, 3:] = 42.0
-    np.testing.assert_allclose(block(changed, padding_mask=mask)[0, :3], explicit[0, :3], atol=1e-5)
+    np.testing.assert_allclose(
+        block(changed, padding_mask=mask)[0, :3], explicit[0, :3], atol=1e-5
+    )
 
 
 def test_mask_propagates_through_encoder():
@@ -139,8 +154,12 @@ def test_mixed_precision_encoder_decoder(normalize_first):
     rng = np.random.default_rng(3)
     source = rng.normal(size=(2, 6, 8)).astype("float32") * 50
     target = rng.normal(size=(2, 4, 8)).astype("float32") * 50
-    kwargs = dict(intermediate_dim=16, num_heads=2, normalize_first=normalize_first,
-                  dtype="mixed_float16")
+    kwargs = {
+        "intermediate_dim": 16,
+        "num_heads": 2,
+        "normalize_first": normalize_first,
+        "dtype": "mixed_float16",
+    }
     encoded = TransformerEncoder(**kwargs)(source)
     decoded = TransformerDecoder(**kwargs)(target, encoded)
     for out in (encoded, decoded):
@@ -191,6 +210,15 @@ def test_jit_compiled_seq2seq_training_and_keras_round_trip(tmp_path):
     np.testing.assert_allclose(
         reloaded([source, target]), model([source, target]), atol=1e-5
     )
+
+
+def test_seq2seq_keras_round_trip(tmp_path):
+    model = _seq2seq(normalize_first=True)
+    rng = np.random.default_rng(4)
+    data = [rng.integers(0, 20, size=(2, 6)), rng.integers(0, 20, size=(2, 4))]
+    model.save(tmp_path / "seq2seq.keras")
+    reloaded = keras.saving.load_model(tmp_path / "seq2seq.keras")
+    np.testing.assert_allclose(reloaded(data), model(data), atol=1e-5)
 
 
 def test_seq2seq_tf_function_matches_eager():
