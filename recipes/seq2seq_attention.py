@@ -1,0 +1,35 @@
+"""English -> French with a GRU encoder-decoder and additive (Bahdanau) attention.
+
+    python -m kerasdl train seq2seq_attention   # = python -m recipes.seq2seq_attention
+
+Tatoeba fra-eng pairs with at most 10 English words, test sentences held out by
+English sentence. Bidirectional GRU encoder, GRU decoder with
+`kerasdl.layers.AdditiveAttention`, teacher forcing with `model.fit`; greedy and beam
+decoding through `kerasdl.decoding`; BLEU (sacrebleu) on the test split, sample
+translations, `<workdir>/attention.png`. The export maps raw English strings to
+French strings: `serving_default` (beam search), `beam_decode`, `greedy_decode`.
+"""
+
+from recipes.text_common import TranslationConfig, translation_main
+from recipes.text_common import train_and_evaluate_translation  # noqa: F401
+
+CONFIG = TranslationConfig(
+    model="seq2seq",
+    dataset="fra_eng",
+    epochs=12,
+    batch_size=64,
+    learning_rate=2e-3,
+    embedding_dim=128,
+    units=256,
+    dropout=0.2,
+    beam_size=4,
+    length_penalty_alpha=0.6,
+)
+
+
+def run(argv=None, prog=None) -> int:
+    return translation_main(CONFIG, argv, recipe="seq2seq_attention", prog=prog)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
