@@ -256,10 +256,14 @@ def benchmark_decoding(rounds, batch_size):
         .astype("int32")
     )
     spec = [tf.TensorSpec((None, None), tf.int32)]
-    graphs = {
-        b: tf.function(lambda s, b=b: translator.translate(s, b), input_signature=spec)
-        for b in (1, 4)
-    }
+    graphs = {}
+    for beams in (1, 4):
+
+        @tf.function(input_signature=spec)
+        def graph(source, beams=beams):
+            return translator.translate(source, beams)
+
+        graphs[beams] = graph
     runs = {}
     for beams in (1, 4):
         name = "greedy" if beams == 1 else f"beam {beams}"

@@ -63,8 +63,10 @@ def list_recipes(argv: list[str]) -> int:
     if argv:
         return _usage_error(f"list takes no arguments, got {' '.join(argv)!r}")
     header = ("recipe", "dataset", "expected test accuracy", "description")
-    rows = [(r.name, r.dataset, f">= {r.expected_accuracy:.0%}", r.description)
-            for r in RECIPES.values()]
+    rows = [
+        (r.name, r.dataset, f">= {r.expected_accuracy:.0%}", r.description)
+        for r in RECIPES.values()
+    ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
@@ -79,8 +81,9 @@ def serve(argv: list[str]) -> int:
         from kerasdl.serving import add_serve_arguments, run_from_args
     except ImportError as error:
         return _fail(1, f"kerasdl serve is unavailable: {error}")
-    parser = ArgumentParser(prog="kerasdl serve",
-                            description="Serve exported SavedModels over HTTP.")
+    parser = ArgumentParser(
+        prog="kerasdl serve", description="Serve exported SavedModels over HTTP."
+    )
     add_serve_arguments(parser)
     args = parser.parse_args(argv)
     result = run_from_args(args)

@@ -39,10 +39,17 @@ RECIPES: dict[str, Recipe] = {
         _image("vgg11", "digits", 0.90, "VGG-11 (Simonyan & Zisserman, 2014)"),
         _image("vgg16", "digits", 0.90, "VGG-16 (Simonyan & Zisserman, 2014)"),
         _image("nin", "digits", 0.90, "Network in Network (Lin et al., 2013)"),
-        _image("googlenet", "digits", 0.90, "GoogLeNet / Inception v1 (Szegedy et al., 2014)"),
+        _image(
+            "googlenet",
+            "digits",
+            0.90,
+            "GoogLeNet / Inception v1 (Szegedy et al., 2014)",
+        ),
         _image("resnet18", "digits", 0.95, "ResNet-18 (He et al., 2015)"),
         _image("resnet34", "digits", 0.90, "ResNet-34 (He et al., 2015)"),
-        _image("resnet50", "digits", 0.90, "ResNet-50, bottleneck blocks (He et al., 2015)"),
+        _image(
+            "resnet50", "digits", 0.90, "ResNet-50, bottleneck blocks (He et al., 2015)"
+        ),
     ]
 }
 

@@ -6,8 +6,11 @@ The architecture is `kerasdl.models.alexnet`; this recipe is only its difference
 `ImageClassificationConfig`'s defaults.
 """
 
-from recipes.image_classification import ImageClassificationConfig, main
-from recipes.image_classification import train_and_evaluate  # noqa: F401
+from recipes.image_classification import (
+    ImageClassificationConfig,
+    main,
+    train_and_evaluate,  # noqa: F401
+)
 
 CONFIG = ImageClassificationConfig(
     model="alexnet",

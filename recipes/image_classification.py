@@ -33,23 +33,34 @@ class ImageClassificationConfig:
     dataset: str = field(default="digits", metadata={"help": "kerasdl.data name"})
     epochs: int = 30
     batch_size: int = 64
-    optimizer: str = field(default="adam", metadata={"choices": ("adam", "adamw", "sgd")})
+    optimizer: str = field(
+        default="adam", metadata={"choices": ("adam", "adamw", "sgd")}
+    )
     learning_rate: float = 1e-3
-    lr_schedule: str = field(default="cosine", metadata={"choices": ("constant", "cosine")})
+    lr_schedule: str = field(
+        default="cosine", metadata={"choices": ("constant", "cosine")}
+    )
     momentum: float = 0.9  # SGD only.
     weight_decay: float = 0.0  # L2 on conv/dense kernels (kerasdl.regularizers.L2).
     dropout: float | None = None  # None: the model family's default.
     normalization: str = field(
-        default="default", metadata={"choices": CHOICES_NORMALIZATION,
-                                     "help": "'default' keeps the family's own"})
+        default="default",
+        metadata={
+            "choices": CHOICES_NORMALIZATION,
+            "help": "'default' keeps the family's own",
+        },
+    )
     model_options: dict = field(default_factory=dict)  # Family-specific builder kwargs.
     augment: bool = False
     early_stopping_patience: int = 5  # Epochs without val_loss improvement.
     seed: int = 0
-    deterministic: bool = field(default=False,
-                                metadata={"help": "deterministic ops (exact resume)"})
-    strategy: str = field(default="auto", metadata={
-        "choices": ("auto", "default", "mirrored", "multiworker")})
+    deterministic: bool = field(
+        default=False, metadata={"help": "deterministic ops (exact resume)"}
+    )
+    strategy: str = field(
+        default="auto",
+        metadata={"choices": ("auto", "default", "mirrored", "multiworker")},
+    )
     sync_batchnorm: bool = False  # Batch statistics over all replicas.
     mixed_precision: bool = False  # mixed_float16 (GPU); float32 outputs.
     jit_compile: bool = False  # XLA; on CPU it mostly costs compile time.
@@ -58,8 +69,13 @@ class ImageClassificationConfig:
     download: bool = False  # Download a missing tensorflow-datasets set.
     limit: int | None = None  # Cap on examples per split (smoke tests).
     output: str = "saved_models"
-    verbose: str = field(default="auto", metadata={
-        "choices": ("auto", "0", "1", "2"), "help": "fit's progress: 1 bar, 2 lines"})
+    verbose: str = field(
+        default="auto",
+        metadata={
+            "choices": ("auto", "0", "1", "2"),
+            "help": "fit's progress: 1 bar, 2 lines",
+        },
+    )
 
 
 @dataclass
@@ -96,32 +112,41 @@ def train_and_evaluate(
         raise training.UsageError(error) from None
     training.set_seed(config.seed, config.deterministic)
     keras.mixed_precision.set_global_policy(
-        "mixed_float16" if config.mixed_precision else "float32")
+        "mixed_float16" if config.mixed_precision else "float32"
+    )
     chief = training.is_chief(strategy)
 
     # Data: raw images; the model does its own rescaling -------------------------------
     try:
         data = kerasdl.data.load_image_dataset(
-            config.dataset, batch_size=config.batch_size, data_dir=config.data_dir,
-            seed=config.seed, limit=config.limit, augment=config.augment,
-            download=config.download)
+            config.dataset,
+            batch_size=config.batch_size,
+            data_dir=config.data_dir,
+            seed=config.seed,
+            limit=config.limit,
+            augment=config.augment,
+            download=config.download,
+        )
     except (ValueError, KeyError) as error:
         raise training.UsageError(error) from None
 
     # Model ------------------------------------------------------------------------
     def build_model():
-        kwargs = dict(config.model_options, rescale=data.rescale,
-                      input_dtype=data.input_dtype)
+        kwargs = dict(
+            config.model_options, rescale=data.rescale, input_dtype=data.input_dtype
+        )
         if config.normalization != "default":
-            kwargs["normalization"] = (None if config.normalization == "none"
-                                       else config.normalization)
+            kwargs["normalization"] = (
+                None if config.normalization == "none" else config.normalization
+            )
         if config.dropout is not None:
             kwargs["dropout"] = config.dropout
         if config.weight_decay:
             kwargs["weight_decay"] = config.weight_decay
         try:
             return kerasdl.models.get_model(
-                config.model, data.input_shape, data.num_classes, **kwargs)
+                config.model, data.input_shape, data.num_classes, **kwargs
+            )
         except (ValueError, KeyError, TypeError) as error:
             raise training.UsageError(error) from None
 
@@ -130,8 +155,12 @@ def train_and_evaluate(
         if config.sync_batchnorm:
             model = training.synchronize_batch_norm(model)
         model.compile(
-            optimizer=_optimizer(config, steps_per_epoch=max(
-                1, -(-data.num_examples["train"] // config.batch_size))),
+            optimizer=_optimizer(
+                config,
+                steps_per_epoch=max(
+                    1, -(-data.num_examples["train"] // config.batch_size)
+                ),
+            ),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=config.jit_compile,
@@ -140,12 +169,17 @@ def train_and_evaluate(
 
     # Train: resume from the last good checkpoint if a previous run was killed --------
     early_stopping = EarlyStopping(
-        monitor="val_loss", patience=config.early_stopping_patience,
-        restore_best_weights=True, verbose=1)
+        monitor="val_loss",
+        patience=config.early_stopping_patience,
+        restore_best_weights=True,
+        verbose=1,
+    )
     checkpoint = ResumableCheckpoint(
         os.path.join(workdir, "checkpoints"),
         metadata={"recipe": recipe, "model": config.model, "dataset": config.dataset},
-        track_callbacks=[early_stopping], save=chief)
+        track_callbacks=[early_stopping],
+        save=chief,
+    )
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
         print(f"Resuming {recipe} from {workdir} after epoch {initial_epoch}.")
@@ -156,7 +190,9 @@ def train_and_evaluate(
     if chief:
         os.makedirs(workdir, exist_ok=True)
         callbacks.append(keras.callbacks.CSVLogger(log_path, append=initial_epoch > 0))
-        callbacks += training.tensorboard_callbacks(os.path.join(workdir, "tensorboard"))
+        callbacks += training.tensorboard_callbacks(
+            os.path.join(workdir, "tensorboard")
+        )
     callbacks.append(checkpoint)  # Last: it saves the state the others just updated.
 
     start = time.perf_counter()
@@ -179,28 +215,49 @@ def train_and_evaluate(
         curves = training.plot_learning_curves(
             training.read_history(log_path),
             os.path.join(workdir, "learning_curves.png"),
-            title=f"{recipe} on {config.dataset}")
+            title=f"{recipe} on {config.dataset}",
+        )
 
     # Export: a new numbered SavedModel version with its model card ----------------------
     card = training.build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
-        dataset={"name": data.name, "num_examples": data.num_examples,
-                 "num_classes": data.num_classes, "class_names": list(data.class_names),
-                 "input_shape": list(data.input_shape), "input_dtype": data.input_dtype},
-        metrics={"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-                 **{f"final_{k}": float(v[-1]) for k, v in history.history.items()}},
-        training={"epochs_run": epochs_run, "epochs_requested": config.epochs,
-                  "resumed_from_epoch": initial_epoch,
-                  "early_stopped": epochs_run < config.epochs,
-                  "best_epoch": _one_based(early_stopping.best_epoch),
-                  "training_seconds": round(training_seconds, 2),
-                  "strategy": training.describe_strategy(strategy),
-                  "workdir": os.path.abspath(workdir)},
+        dataset={
+            "name": data.name,
+            "num_examples": data.num_examples,
+            "num_classes": data.num_classes,
+            "class_names": list(data.class_names),
+            "input_shape": list(data.input_shape),
+            "input_dtype": data.input_dtype,
+        },
+        metrics={
+            "test_accuracy": float(test_accuracy),
+            "test_loss": float(test_loss),
+            **{f"final_{k}": float(v[-1]) for k, v in history.history.items()},
+        },
+        training={
+            "epochs_run": epochs_run,
+            "epochs_requested": config.epochs,
+            "resumed_from_epoch": initial_epoch,
+            "early_stopped": epochs_run < config.epochs,
+            "best_epoch": _one_based(early_stopping.best_epoch),
+            "training_seconds": round(training_seconds, 2),
+            "strategy": training.describe_strategy(strategy),
+            "workdir": os.path.abspath(workdir),
+        },
         parameter_count=model.count_params(),
-        signature={"serving_default": {
-            "inputs": {"images": [None, *data.input_shape], "dtype": data.input_dtype},
-            "outputs": {"probabilities": [None, data.num_classes], "class_id": [None]}}},
+        signature={
+            "serving_default": {
+                "inputs": {
+                    "images": [None, *data.input_shape],
+                    "dtype": data.input_dtype,
+                },
+                "outputs": {
+                    "probabilities": [None, data.num_classes],
+                    "class_id": [None],
+                },
+            }
+        },
     )
     export_path = None
     if chief:
@@ -219,8 +276,14 @@ def train_and_evaluate(
             extra_assets={"learning_curves.png": curves} if curves else None,
         )
         export_path = result.path
-    return RunResult(export_path, float(test_accuracy), float(test_loss), epochs_run,
-                     training_seconds, card)
+    return RunResult(
+        export_path,
+        float(test_accuracy),
+        float(test_loss),
+        epochs_run,
+        training_seconds,
+        card,
+    )
 
 
 def _optimizer(config: ImageClassificationConfig, steps_per_epoch: int):
@@ -229,7 +292,8 @@ def _optimizer(config: ImageClassificationConfig, steps_per_epoch: int):
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            config.learning_rate, decay_steps=config.epochs * steps_per_epoch)
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch
+        )
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=config.momentum)
     if config.optimizer == "adamw":
@@ -253,17 +317,26 @@ def _one_based(epoch):
 # Command line ------------------------------------------------------------------------
 
 
-def main(defaults: ImageClassificationConfig, argv=None, *, recipe: str,
-         prog: str | None = None) -> int:
+def main(
+    defaults: ImageClassificationConfig,
+    argv=None,
+    *,
+    recipe: str,
+    prog: str | None = None,
+) -> int:
     """Parses flags over `defaults`, trains, prints where the model went; exit status."""
     from kerasdl import training
 
     parser = training.ArgumentParser(
         prog=prog or f"python -m recipes.{recipe}",
-        description=f"Train, evaluate and export the {recipe} recipe.")
-    parser.add_argument("--workdir", default=None,
-                        help="checkpoints and logs; rerun with the same workdir to "
-                             f"resume (default: runs/{recipe}/<dataset>)")
+        description=f"Train, evaluate and export the {recipe} recipe.",
+    )
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="checkpoints and logs; rerun with the same workdir to "
+        f"resume (default: runs/{recipe}/<dataset>)",
+    )
     training.add_config_arguments(parser, defaults)
     args = parser.parse_args(argv)
     config = training.config_from_args(defaults, args)
@@ -272,8 +345,10 @@ def main(defaults: ImageClassificationConfig, argv=None, *, recipe: str,
 
     def run():
         result = train_and_evaluate(config, workdir, recipe=recipe)
-        print(f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}, "
-              f"{result.epochs_run} epochs, {result.training_seconds:.1f} s)")
+        print(
+            f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}, "
+            f"{result.epochs_run} epochs, {result.training_seconds:.1f} s)"
+        )
         if result.export_path:
             print(f"Model exported to: {result.export_path}")
 

@@ -6,8 +6,11 @@ The model (`kerasdl.models.lenet`) resizes the 8x8 images to 28x28 inside the gr
 the exported SavedModel takes the raw float32 digits (0..16).
 """
 
-from recipes.image_classification import ImageClassificationConfig, main
-from recipes.image_classification import train_and_evaluate  # noqa: F401
+from recipes.image_classification import (
+    ImageClassificationConfig,
+    main,
+    train_and_evaluate,  # noqa: F401
+)
 
 CONFIG = ImageClassificationConfig(
     model="lenet",

@@ -587,8 +587,11 @@ def train_and_evaluate_translation(
     most = max(len(refs) for refs in references)
     streams = [[refs[i] if i < len(refs) else None for refs in references]
                for i in range(most)]
-    bleu = {name: sacrebleu.corpus_bleu(hyps, streams) for name, hyps in hypotheses.items()}
-    single = sacrebleu.corpus_bleu(hypotheses["beam"], [[refs[0] for refs in references]])
+    metric = sacrebleu.BLEU()
+    bleu = {name: metric.corpus_score(hyps, streams) for name, hyps in hypotheses.items()}
+    signature = str(metric.get_signature())
+    single = sacrebleu.BLEU().corpus_score(
+        hypotheses["beam"], [[refs[0] for refs in references]])
     samples = [{"source": s, "beam": b, "greedy": g, "references": r}
                for s, b, g, r in zip(sources, hypotheses["beam"], hypotheses["greedy"],
                                      references)][: config.num_samples]
@@ -613,7 +616,7 @@ def train_and_evaluate_translation(
         metrics={"test_bleu_beam": bleu["beam"].score,
                  "test_bleu_greedy": bleu["greedy"].score,
                  "test_bleu_beam_single_reference": single.score,
-                 "bleu_signature": str(sacrebleu.BLEU().get_signature()),
+                 "bleu_signature": signature,
                  "test_sentences_decoded": len(sources),
                  **{f"final_{k}": float(v[-1]) for k, v in history.history.items()}},
         training={"epochs_run": epochs_run, "epochs_requested": config.epochs,

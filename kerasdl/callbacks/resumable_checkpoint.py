@@ -106,7 +106,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         for epoch, path in reversed(self.checkpoints()):
             try:
                 state = self._read(path)
-            except Exception as error:  # Unreadable: fall back to an older one.
+            except Exception as error:  # noqa: BLE001 -- unreadable: try an older one.
                 logger.warning("Skipping unreadable checkpoint %s: %s", path, error)
                 continue
             self._check_metadata(state["metadata"], path)
@@ -144,7 +144,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         bad = [k for k, v in logs.items() if _is_number(v) and not math.isfinite(v)]
         if bad or not _all_finite(self.model.variables):
             logger.warning(
-                "Not checkpointing epoch %d: non-finite %s.", epoch + 1, bad or "weights"
+                "Not checkpointing epoch %d: non-finite %s.",
+                epoch + 1,
+                bad or "weights",
             )
             return
         self.write(epoch + 1)
@@ -168,8 +170,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             if hasattr(callback, "get_state"):
                 state = callback.get_state()
             else:
-                state = {a: getattr(callback, a) for a in _CALLBACK_ATTRIBUTES
-                         if hasattr(callback, a)}
+                state = {
+                    a: getattr(callback, a)
+                    for a in _CALLBACK_ATTRIBUTES
+                    if hasattr(callback, a)
+                }
             callback_states.append({k: _to_json(v) for k, v in state.items()})
             best_weights = getattr(callback, "best_weights", None)
             for i, weight in enumerate(best_weights or []):

@@ -180,15 +180,19 @@ def _verify(model, export_dir, images, probabilities_fn, atol) -> None:
     if probabilities.shape != expected.shape or not np.allclose(
         probabilities, expected, atol=atol
     ):
-        difference = np.max(np.abs(probabilities - expected)) if (
-            probabilities.shape == expected.shape
-        ) else "shape mismatch"
+        difference = (
+            np.max(np.abs(probabilities - expected))
+            if (probabilities.shape == expected.shape)
+            else "shape mismatch"
+        )
         raise ExportError(
             "The reloaded SavedModel does not reproduce the in-memory predictions "
             f"(max abs difference {difference}, allowed {atol})."
         )
     if not np.array_equal(class_id, np.argmax(probabilities, axis=-1)):
-        raise ExportError("The reloaded SavedModel's class_id is not argmax(probabilities).")
+        raise ExportError(
+            "The reloaded SavedModel's class_id is not argmax(probabilities)."
+        )
 
 
 def _rename_into_place(tmp_dir: Path, base_dir: Path) -> ExportResult:

@@ -6,23 +6,35 @@ helpers; `kerasdl.export` writes the trained model out.
 """
 
 from kerasdl.training import exit_codes  # noqa: F401
-from kerasdl.training.config_flags import add_config_arguments  # noqa: F401
-from kerasdl.training.config_flags import config_from_args  # noqa: F401
-from kerasdl.training.learning_curves import plot_learning_curves  # noqa: F401
-from kerasdl.training.learning_curves import read_history  # noqa: F401
-from kerasdl.training.model_card import build_model_card  # noqa: F401
-from kerasdl.training.model_card import device_description  # noqa: F401
-from kerasdl.training.reproducibility import resumable_stream  # noqa: F401
-from kerasdl.training.reproducibility import set_seed  # noqa: F401
-from kerasdl.training.strategy import STRATEGIES  # noqa: F401
+from kerasdl.training.config_flags import (
+    add_config_arguments,  # noqa: F401
+    config_from_args,  # noqa: F401
+)
+from kerasdl.training.exit_codes import UsageError  # noqa: F401
+from kerasdl.training.learning_curves import (
+    plot_learning_curves,  # noqa: F401
+    read_history,  # noqa: F401
+)
+from kerasdl.training.model_card import (
+    build_model_card,  # noqa: F401
+    device_description,  # noqa: F401
+)
+from kerasdl.training.reproducibility import (
+    resumable_stream,  # noqa: F401
+    set_seed,  # noqa: F401
+)
+from kerasdl.training.runner import (
+    ArgumentParser,  # noqa: F401
+    configure_logging,  # noqa: F401
+    run_with_exit_codes,  # noqa: F401
+)
+from kerasdl.training.strategy import (
+    STRATEGIES,  # noqa: F401
+    get_strategy,  # noqa: F401
+    is_chief,  # noqa: F401
+)
 from kerasdl.training.strategy import describe as describe_strategy  # noqa: F401
-from kerasdl.training.strategy import get_strategy  # noqa: F401
-from kerasdl.training.strategy import is_chief  # noqa: F401
 from kerasdl.training.synchronized_batch_norm import (  # noqa: F401
     synchronize_batch_norm,
 )
-from kerasdl.training.exit_codes import UsageError  # noqa: F401
-from kerasdl.training.runner import ArgumentParser  # noqa: F401
-from kerasdl.training.runner import configure_logging  # noqa: F401
-from kerasdl.training.runner import run_with_exit_codes  # noqa: F401
 from kerasdl.training.tensorboard import tensorboard_callbacks  # noqa: F401

@@ -33,7 +33,9 @@ def _parser_for(kind, optional):
         if kind is dict:
             value = json.loads(text)
             if not isinstance(value, dict):
-                raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+                raise argparse.ArgumentTypeError(
+                    f"expected a JSON object, got {text!r}"
+                )
             return value
         if kind in (tuple, list):
             return kind(int(v) for v in text.split(","))
@@ -54,9 +56,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, config, skip=()) -> No
         kind, optional = _base_type(hints[field.name])
         help_text = field.metadata.get("help", "")
         if kind is bool:
-            parser.add_argument(flag, dest=field.name, default=default,
-                                action=argparse.BooleanOptionalAction,
-                                help=help_text)
+            parser.add_argument(
+                flag,
+                dest=field.name,
+                default=default,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
             continue
         choices = field.metadata.get("choices")
         parser.add_argument(
@@ -65,8 +71,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, config, skip=()) -> No
             default=default,
             type=_parser_for(kind, optional),
             choices=choices,
-            metavar=(getattr(kind, "__name__", "VALUE").upper() if not choices
-                     else None),
+            metavar=(
+                getattr(kind, "__name__", "VALUE").upper() if not choices else None
+            ),
             help=f"{help_text} (default: {default!r})".strip(),
         )
 

@@ -19,7 +19,9 @@ def read_history(csv_path: str | os.PathLike) -> dict[str, list[float]]:
         for row in csv.DictReader(f):
             try:
                 epoch = int(row.pop("epoch"))
-                rows[epoch] = {k: float(v) for k, v in row.items() if v not in ("", None)}
+                rows[epoch] = {
+                    k: float(v) for k, v in row.items() if v not in ("", None)
+                }
             except (KeyError, ValueError):
                 continue
     history: dict[str, list[float]] = {"epoch": []}
@@ -43,17 +45,25 @@ def plot_learning_curves(
     import matplotlib.pyplot as plt
 
     epochs = history.get("epoch") or []
-    metrics = [k for k in history if k != "epoch" and not k.startswith("val_")
-               and k != "learning_rate"]
+    metrics = [
+        k
+        for k in history
+        if k != "epoch" and not k.startswith("val_") and k != "learning_rate"
+    ]
     if not epochs or not metrics:
         return None
-    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False
+    )
     for axis, metric in zip(axes[0], metrics):
         axis.plot(epochs, history[metric], marker="o", label=f"train {metric}")
         if f"val_{metric}" in history:
-            axis.plot(epochs, history[f"val_{metric}"], marker="o",
-                      label=f"validation {metric}")
+            axis.plot(
+                epochs,
+                history[f"val_{metric}"],
+                marker="o",
+                label=f"validation {metric}",
+            )
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)

@@ -19,8 +19,11 @@ def device_description() -> str:
             details = tf.config.experimental.get_device_details(gpu)
             names.append(details.get("device_name", gpu.name))
         return f"{len(gpus)} x GPU ({', '.join(sorted(set(names)))})"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count())
+    cores = (
+        len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else (os.cpu_count())
+    )
     return f"CPU ({platform.processor() or platform.machine()}, {cores} cores)"
 
 
@@ -62,7 +65,8 @@ def build_model_card(
     return {
         "recipe": recipe,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
-            timespec="seconds"),
+            timespec="seconds"
+        ),
         "config": config,
         "dataset": dataset,
         "metrics": metrics,

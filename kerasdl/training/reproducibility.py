@@ -36,7 +36,10 @@ def resumable_stream(dataset, initial_epoch: int = 0):
     import tensorflow as tf
 
     steps = int(dataset.cardinality())
-    if steps in (tf.data.UNKNOWN_CARDINALITY, tf.data.INFINITE_CARDINALITY) or steps <= 0:
+    if (
+        steps in (tf.data.UNKNOWN_CARDINALITY, tf.data.INFINITE_CARDINALITY)
+        or steps <= 0
+    ):
         return dataset, None
     stream = dataset.repeat()
     if initial_epoch:

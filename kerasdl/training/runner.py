@@ -48,7 +48,7 @@ def run_with_exit_codes(function, *args, **kwargs) -> int:
             "interrupted; run the same command again to resume from the last "
             "completed epoch.",
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 -- anything else: traceback, status 1.
         traceback.print_exc()
         return exit_codes.ERROR
     return exit_codes.OK

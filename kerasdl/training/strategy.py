@@ -61,8 +61,10 @@ def is_chief(strategy) -> bool:
     chief when the cluster has no explicit "chief" task).
     """
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(strategy.extended, "_in_multi_worker_mode",
-                                       lambda: False)():
+    if (
+        resolver is None
+        or not getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)()
+    ):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     if task_type == "chief":

@@ -17,8 +17,10 @@ def synchronize_batch_norm(model):
     import keras
 
     def is_batch_norm(layer):
-        return "synchronized" in layer.get_config() and "BatchNormalization" in type(
-            layer).__name__
+        return (
+            "synchronized" in layer.get_config()
+            and "BatchNormalization" in type(layer).__name__
+        )
 
     if not any(is_batch_norm(layer) for layer in model.layers):
         return model

@@ -14,7 +14,9 @@ def tensorboard_callbacks(log_dir: str) -> list:
     import keras
 
     if importlib.util.find_spec("tensorboard") is None:
-        logger.warning("tensorboard is not installed; no TensorBoard logs "
-                       "(pip install tensorboard). The CSV log is still written.")
+        logger.warning(
+            "tensorboard is not installed; no TensorBoard logs "
+            "(pip install tensorboard). The CSV log is still written."
+        )
         return []
     return [keras.callbacks.TensorBoard(log_dir)]

@@ -16,7 +16,9 @@ def test_list_prints_every_recipe_with_dataset_and_accuracy(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     for recipe in RECIPES.values():
-        line = next(line for line in out.splitlines() if line.startswith(recipe.name + " "))
+        line = next(
+            line for line in out.splitlines() if line.startswith(recipe.name + " ")
+        )
         assert recipe.dataset in line
         assert f"{recipe.expected_accuracy:.0%}" in line
 
@@ -25,7 +27,10 @@ def test_list_prints_every_recipe_with_dataset_and_accuracy(capsys):
     "argv, message",
     [
         (["train", "no-such-recipe"], "Unknown recipe 'no-such-recipe'"),
-        (["train", "lenet", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+        (
+            ["train", "lenet", "--no-such-flag"],
+            "unrecognized arguments: --no-such-flag",
+        ),
         (["train", "lenet", "--epochs", "many"], "invalid int value: 'many'"),
         (["train", "lenet", "--strategy", "tpu"], "invalid choice: 'tpu'"),
         (["train", "--epochs", "3"], "expected a recipe name"),
@@ -45,17 +50,38 @@ def test_usage_errors_exit_2_with_one_line(argv, message, capsys):
 
 
 def test_unknown_dataset_exits_2(tmp_path, capsys):
-    status = cli.main(["train", "lenet", "--dataset", "no-such-data", "--workdir",
-                       str(tmp_path / "w"), "--output", str(tmp_path / "m")])
+    status = cli.main(
+        [
+            "train",
+            "lenet",
+            "--dataset",
+            "no-such-data",
+            "--workdir",
+            str(tmp_path / "w"),
+            "--output",
+            str(tmp_path / "m"),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "no-such-data" in err and "Traceback" not in err
 
 
 def test_missing_tfds_dataset_exits_4_with_advice(tmp_path, capsys):
-    status = cli.main(["train", "lenet", "--dataset", "mnist", "--data-dir",
-                       str(tmp_path / "empty"), "--workdir", str(tmp_path / "w"),
-                       "--output", str(tmp_path / "m")])
+    status = cli.main(
+        [
+            "train",
+            "lenet",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--workdir",
+            str(tmp_path / "w"),
+            "--output",
+            str(tmp_path / "m"),
+        ]
+    )
     assert status == 4
     err = capsys.readouterr().err
     assert "mnist" in err and "Traceback" not in err
@@ -63,9 +89,12 @@ def test_missing_tfds_dataset_exits_4_with_advice(tmp_path, capsys):
 
 
 def test_python_m_kerasdl_unknown_recipe_has_no_traceback():
-    result = subprocess.run(
-        [sys.executable, "-m", "kerasdl", "train", "nope"], cwd=ROOT, text=True,
-        capture_output=True, timeout=300,
+    result = subprocess.run(  # noqa: PLW1510 -- the status is asserted
+        [sys.executable, "-m", "kerasdl", "train", "nope"],
+        cwd=ROOT,
+        text=True,
+        capture_output=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert result.returncode == 2
@@ -85,8 +114,9 @@ def test_serve_delegates_to_kerasdl_serving(monkeypatch):
         seen["port"] = args.port
         return 0
 
-    monkeypatch.setattr(kerasdl.serving, "add_serve_arguments", add_serve_arguments,
-                        raising=False)
+    monkeypatch.setattr(
+        kerasdl.serving, "add_serve_arguments", add_serve_arguments, raising=False
+    )
     monkeypatch.setattr(kerasdl.serving, "run_from_args", run_from_args, raising=False)
     assert cli.main(["serve", "--port", "9000"]) == 0
     assert seen == {"port": 9000}

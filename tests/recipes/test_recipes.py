@@ -17,9 +17,12 @@ def test_recipe_trains_one_epoch_and_exports(name, tmp_path, capsys):
     recipe = RECIPES[name]
     module = recipe.load()
     assert module.CONFIG.model in kerasdl.models.MODELS, (
-        f"recipe {name} uses model {module.CONFIG.model!r}, not in kerasdl.models")
-    status = module.run(FLAGS + ["--workdir", str(tmp_path / "run"),
-                                 "--output", str(tmp_path / "models")])
+        f"recipe {name} uses model {module.CONFIG.model!r}, not in kerasdl.models"
+    )
+    status = module.run(
+        FLAGS
+        + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
+    )
     out = capsys.readouterr().out
     assert status == 0, out
     export_dir = tmp_path / "models" / name / "1"
@@ -41,8 +44,8 @@ def test_recipe_trains_one_epoch_and_exports(name, tmp_path, capsys):
 
 
 def test_python_m_recipe_and_kerasdl_train_are_the_same_code():
-    from kerasdl import cli  # noqa: F401
     import recipes.lenet
+    from kerasdl import cli  # noqa: F401
 
     assert recipes.lenet.CONFIG.model == "lenet"
     assert RECIPES["lenet"].module == "recipes.lenet"

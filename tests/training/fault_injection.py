@@ -25,7 +25,8 @@ def main():
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * int(value))
+            cpu, [tf.config.LogicalDeviceConfiguration()] * int(value)
+        )
 
     from kerasdl.callbacks.resumable_checkpoint import ResumableCheckpoint
 

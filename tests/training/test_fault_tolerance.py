@@ -13,26 +13,55 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPT = os.path.join(HERE, "fault_injection.py")
-FLAGS = ["--dataset", "digits", "--limit", "160", "--epochs", "4", "--batch-size", "32",
-         "--deterministic", "--verbose", "0", "--early-stopping-patience", "10"]
+FLAGS = [
+    "--dataset",
+    "digits",
+    "--limit",
+    "160",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "32",
+    "--deterministic",
+    "--verbose",
+    "0",
+    "--early-stopping-patience",
+    "10",
+]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": ROOT}
 
 
 def run(mode, workdir, output, wait=True):
-    command = [sys.executable, SCRIPT, mode, *FLAGS, "--workdir", str(workdir),
-               "--output", str(output)]
+    command = [
+        sys.executable,
+        SCRIPT,
+        mode,
+        *FLAGS,
+        "--workdir",
+        str(workdir),
+        "--output",
+        str(output),
+    ]
     if not wait:
-        return subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
+        return subprocess.Popen(
+            command,
+            env=ENV,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    return subprocess.run(  # noqa: PLW1510 -- the status is asserted
+        command, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def final_model_arrays(workdir):
-    path = sorted(glob.glob(os.path.join(workdir, "checkpoints", "epoch-*.npz")))[-1]
+    path = max(glob.glob(os.path.join(workdir, "checkpoints", "epoch-*.npz")))
     with np.load(path) as data:
-        return os.path.basename(path), {k: data[k] for k in data.files
-                                        if k.startswith("model/")}
+        return os.path.basename(path), {
+            k: data[k] for k in data.files if k.startswith("model/")
+        }
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +81,9 @@ def assert_same_final_weights(resumed_workdir, reference_workdir):
         np.testing.assert_array_equal(resumed[key], reference[key], err_msg=key)
 
 
-def test_sigkill_at_epoch_boundary_resumes_to_identical_weights(tmp_path, uninterrupted):
+def test_sigkill_at_epoch_boundary_resumes_to_identical_weights(
+    tmp_path, uninterrupted
+):
     killed = run("kill-after-epoch:2", tmp_path / "work", tmp_path / "models")
     assert killed.returncode == -signal.SIGKILL
     assert not (tmp_path / "models").exists() or not os.listdir(tmp_path / "models")
@@ -65,8 +96,9 @@ def test_sigkill_at_epoch_boundary_resumes_to_identical_weights(tmp_path, uninte
 
 
 @pytest.mark.large
-def test_sigkill_mid_epoch_replays_the_epoch_to_identical_weights(tmp_path,
-                                                                 uninterrupted):
+def test_sigkill_mid_epoch_replays_the_epoch_to_identical_weights(
+    tmp_path, uninterrupted
+):
     process = run("none", tmp_path / "work", tmp_path / "models", wait=False)
     first = tmp_path / "work" / "checkpoints" / "epoch-00001.npz"
     deadline = time.time() + 300

@@ -112,8 +112,9 @@ def test_tracked_callback_state_survives(tmp_path):
     checkpoint2 = ResumableCheckpoint(tmp_path, track_callbacks=[stopper2])
     model2 = compiled_model()
     assert checkpoint2.restore(model2) == 2
-    model2.fit(x, y, epochs=2, initial_epoch=2, verbose=0,
-               callbacks=[stopper2, checkpoint2])
+    model2.fit(
+        x, y, epochs=2, initial_epoch=2, verbose=0, callbacks=[stopper2, checkpoint2]
+    )
     assert stopper2.best == saved_best  # Restored after EarlyStopping's own reset.
 
 

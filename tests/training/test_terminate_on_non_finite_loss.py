@@ -2,8 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-from kerasdl.callbacks.terminate_on_non_finite_loss import NonFiniteLossError
-from kerasdl.callbacks.terminate_on_non_finite_loss import TerminateOnNonFiniteLoss
+from kerasdl.callbacks.terminate_on_non_finite_loss import (
+    NonFiniteLossError,
+    TerminateOnNonFiniteLoss,
+)
 
 
 def test_raises_at_the_first_nan_batch():
@@ -13,16 +15,27 @@ def test_raises_at_the_first_nan_batch():
     x = np.ones((8, 2), "float32")
     x[5] = np.nan
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1, batch 3"):
-        model.fit(x, np.ones(8), batch_size=2, shuffle=False, verbose=0,
-                  callbacks=[TerminateOnNonFiniteLoss()])
+        model.fit(
+            x,
+            np.ones(8),
+            batch_size=2,
+            shuffle=False,
+            verbose=0,
+            callbacks=[TerminateOnNonFiniteLoss()],
+        )
 
 
 def test_finite_training_is_untouched():
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     model.compile("sgd", "mse")
-    history = model.fit(np.ones((8, 2)), np.ones(8), epochs=2, verbose=0,
-                        callbacks=[TerminateOnNonFiniteLoss()])
+    history = model.fit(
+        np.ones((8, 2)),
+        np.ones(8),
+        epochs=2,
+        verbose=0,
+        callbacks=[TerminateOnNonFiniteLoss()],
+    )
     assert len(history.epoch) == 2
 
 

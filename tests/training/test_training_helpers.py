@@ -27,8 +27,19 @@ def parse(argv):
 
 def test_flags_follow_the_dataclass():
     assert parse([]) == Config()
-    config = parse(["--epochs", "7", "--learning-rate", "0.1", "--limit", "none",
-                    "--jit-compile", "--options", '{"a": 1}'])
+    config = parse(
+        [
+            "--epochs",
+            "7",
+            "--learning-rate",
+            "0.1",
+            "--limit",
+            "none",
+            "--jit-compile",
+            "--options",
+            '{"a": 1}',
+        ]
+    )
     assert config == Config(7, 0.1, None, True, {"a": 1})
     assert parse(["--limit", "5", "--no-jit-compile"]).limit == 5
 
