@@ -282,23 +282,22 @@ def main(argv=None):
         f"{'keras on':>9} {'torch':>8} {'dl/keras off':>13} {'dl/keras on':>12} "
         f"{'best/torch':>11}"
     )
-    rows = []
+    # Rows print as each model finishes, so a cut-short run still reports.
+    print("\nimages/second (median); higher is better")
+    print(header, flush=True)
     for name in names:
         r = benchmark(name, args)
         best = max(r["kerasdl jit=off"], r["kerasdl jit=on"])
         torch_rate = r.get("torch")
-        rows.append(
+        print(
             f"{name:<10} {r['kerasdl jit=off']:>12.0f} {r['kerasdl jit=on']:>11.0f} "
             f"{r['keras jit=off']:>10.0f} {r['keras jit=on']:>9.0f} "
             f"{(f'{torch_rate:.0f}' if torch_rate else '-'):>8} "
             f"{r['kerasdl jit=off'] / r['keras jit=off']:>13.2f} "
             f"{r['kerasdl jit=on'] / r['keras jit=on']:>12.2f} "
-            f"{(f'{best / torch_rate:.2f}' if torch_rate else '-'):>11}"
+            f"{(f'{best / torch_rate:.2f}' if torch_rate else '-'):>11}",
+            flush=True,
         )
-        print(f"done {name}", flush=True)
-    print("\nimages/second (median); higher is better")
-    print(header)
-    print("\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,6 @@ class TextClassificationConfig:
     hidden_dim: int = 128  # Transformer width.
     num_heads: int = 4
     intermediate_dim: int = 256
-    pooling: str = field(default="mean", metadata={"choices": ("mean", "max")})
     dropout: float = 0.2
     label_smoothing: float = 0.0
     early_stopping_patience: int = 5  # Epochs without val_loss improvement.
@@ -129,7 +128,7 @@ def train_and_evaluate(
                 vectorizer, data.num_classes, hidden_dim=config.hidden_dim,
                 num_layers=config.num_layers, num_heads=config.num_heads,
                 intermediate_dim=config.intermediate_dim, dropout=config.dropout,
-                pooling=config.pooling, name=recipe)
+                name=recipe)
     except ValueError as error:
         raise training.UsageError(error) from None
     steps_per_epoch = max(1, -(-data.num_examples["train"] // config.batch_size))

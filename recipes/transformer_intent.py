@@ -21,7 +21,6 @@ CONFIG = TextClassificationConfig(
     num_layers=2,
     num_heads=4,
     intermediate_dim=256,
-    pooling="mean",
     dropout=0.2,
     sequence_length=48,
 )

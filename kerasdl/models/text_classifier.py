@@ -133,14 +133,13 @@ def transformer_text_classifier(
     num_heads=4,
     intermediate_dim=256,
     dropout=0.1,
-    pooling="mean",
     name=None,
 ):
     """Token + learned position embeddings -> Transformer encoder blocks -> pooling.
 
     The encoder blocks (`kerasdl.layers.TransformerEncoder`, post-norm) never attend
-    to padding, and `"mean"` pooling averages the real tokens only
-    (`GlobalAveragePooling1D` reads the padding mask); `"max"` takes the maximum.
+    to padding, and the mean pooling averages the real tokens only
+    (`GlobalAveragePooling1D` reads the padding mask).
 
     Args:
         text_vectorization: adapted `keras.layers.TextVectorization` with a fixed
@@ -153,7 +152,6 @@ def transformer_text_classifier(
         intermediate_dim: feed-forward width. Defaults to `256`.
         dropout: dropout in the blocks, on the embeddings and before the
             classifier. Defaults to `0.1`.
-        pooling: `"mean"` or `"max"` over the sequence. Defaults to `"mean"`.
         name: model name. Defaults to `None` (`"transformer_text_classifier"`).
 
     Returns:
@@ -167,8 +165,6 @@ def transformer_text_classifier(
         intermediate_dim=intermediate_dim,
     )
     _check_rate("dropout", dropout)
-    if pooling not in ("mean", "max"):
-        raise ValueError(f'`pooling` must be "mean" or "max". Received: pooling={pooling!r}')
     sequence_length = text_vectorization.get_config().get("output_sequence_length")
     if not sequence_length:
         raise ValueError(
@@ -192,9 +188,11 @@ def transformer_text_classifier(
         )(x)
 
     # Pooling over the real tokens, then the classifier.
-    if pooling == "mean":
-        x = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(x)
-    else:
-        x = keras.layers.GlobalMaxPooling1D(name="max_pooling")(x)
+    # An empty text (all padding) averages position 0 instead of dividing by zero.
+    keep = keras.ops.logical_or(
+        keras.ops.not_equal(tokens, 0),
+        keras.ops.expand_dims(keras.ops.equal(keras.ops.arange(sequence_length), 0), 0),
+    )  # (batch, length)
+    x = keras.layers.GlobalAveragePooling1D(name="mean_pooling")(x, mask=keep)
     probabilities = _classifier_head(x, num_classes, dropout)
     return keras.Model(text, probabilities, name=name or "transformer_text_classifier")
