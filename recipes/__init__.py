@@ -50,6 +50,18 @@ RECIPES: dict[str, Recipe] = {
         _image(
             "resnet50", "digits", 0.90, "ResNet-50, bottleneck blocks (He et al., 2015)"
         ),
+        Recipe("rnn_intent", "recipes.rnn_intent", "banking77", 0.85,
+               "Bidirectional GRU intent classifier, raw strings in",
+               "text classification"),
+        Recipe("transformer_intent", "recipes.transformer_intent", "banking77", 0.88,
+               "Transformer encoder intent classifier, raw strings in",
+               "text classification"),
+        # Translation: expected_accuracy holds the target test BLEU / 100.
+        Recipe("seq2seq_attention", "recipes.seq2seq_attention", "fra_eng", 0.18,
+               "GRU seq2seq + Bahdanau attention, en->fr (target: BLEU)",
+               "translation"),
+        Recipe("transformer_translate", "recipes.transformer_translate", "fra_eng", 0.25,
+               "Encoder-decoder Transformer, en->fr (target: BLEU)", "translation"),
     ]
 }
 

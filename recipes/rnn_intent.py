@@ -10,8 +10,11 @@ Tokenization (`TextVectorization`) is inside the exported model: its
 and the intent name `label`.
 """
 
-from recipes.text_common import TextClassificationConfig, main
-from recipes.text_common import train_and_evaluate  # noqa: F401
+from recipes.text_common import (
+    TextClassificationConfig,
+    main,
+    train_and_evaluate,  # noqa: F401
+)
 
 CONFIG = TextClassificationConfig(
     model="rnn",

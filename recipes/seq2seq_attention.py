@@ -10,8 +10,11 @@ translations, `<workdir>/attention.png`. The export maps raw English strings to
 French strings: `serving_default` (beam search), `beam_decode`, `greedy_decode`.
 """
 
-from recipes.text_common import TranslationConfig, translation_main
-from recipes.text_common import train_and_evaluate_translation  # noqa: F401
+from recipes.text_common import (
+    TranslationConfig,
+    train_and_evaluate_translation,  # noqa: F401
+    translation_main,
+)
 
 CONFIG = TranslationConfig(
     model="seq2seq",

@@ -8,8 +8,11 @@ mean pooling over the real tokens -> softmax, trained from scratch. The exported
 model takes raw strings (`text`) and returns `probabilities`, `class_id` and `label`.
 """
 
-from recipes.text_common import TextClassificationConfig, main
-from recipes.text_common import train_and_evaluate  # noqa: F401
+from recipes.text_common import (
+    TextClassificationConfig,
+    main,
+    train_and_evaluate,  # noqa: F401
+)
 
 CONFIG = TextClassificationConfig(
     model="transformer",

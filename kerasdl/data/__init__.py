@@ -9,3 +9,13 @@ from kerasdl.data.image_dataset import (
     ImageDataset,  # noqa: F401
     load_image_dataset,  # noqa: F401
 )
+from kerasdl.data.text_classification import (
+    TEXT_DATASETS,  # noqa: F401
+    TextDataset,  # noqa: F401
+    load_text_dataset,  # noqa: F401
+)
+from kerasdl.data.text_translation import (
+    TRANSLATION_DATASETS,  # noqa: F401
+    TranslationDataset,  # noqa: F401
+    load_translation_dataset,  # noqa: F401
+)

@@ -69,7 +69,9 @@ def read_banking77(directory=None):
         class_names = json.load(file)
     index = {name: i for i, name in enumerate(class_names)}
     texts, labels = [], []
-    with open(os.path.join(directory, "train.csv"), encoding="utf-8", newline="") as file:
+    with open(
+        os.path.join(directory, "train.csv"), encoding="utf-8", newline=""
+    ) as file:
         for line_number, row in enumerate(csv.DictReader(file), start=2):
             category = row.get("category")
             if category not in index or row.get("text") is None:
@@ -223,7 +225,9 @@ def load_text_dataset(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"`limit` must be a positive int or None. Received: limit={limit!r}")
+        raise ValueError(
+            f"`limit` must be a positive int or None. Received: limit={limit!r}"
+        )
     if name in EMBEDDED_TEXT_DATASETS:
         splits, class_names = _embedded_splits(name, limit)
     else:

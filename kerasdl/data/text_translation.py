@@ -103,8 +103,9 @@ def detokenize(tokens, vocabulary, end_token_id, pad_token_id=0):
         and `,` (`"j'ai froid ."` -> `"j'ai froid."`).
     """
     tokens = tf.cast(tokens, tf.int32)
-    before_end = tf.equal(tf.cumsum(tf.cast(tf.equal(tokens, end_token_id), tf.int32),
-                                    axis=1), 0)
+    before_end = tf.equal(
+        tf.cumsum(tf.cast(tf.equal(tokens, end_token_id), tf.int32), axis=1), 0
+    )
     keep = tf.logical_and(before_end, tf.not_equal(tokens, pad_token_id))
     words = tf.ragged.boolean_mask(tf.gather(vocabulary, tokens), keep)
     text = tf.strings.reduce_join(words, axis=-1, separator=" ")
@@ -136,7 +137,9 @@ def read_fra_eng(path=None):
 def _length_filter(sources, targets, max_words, max_target_tokens):
     source_words = np.asarray([len(s.split()) for s in sources])
     keep = (source_words <= max_words) & (_token_counts(targets) <= max_target_tokens)
-    return [s for s, k in zip(sources, keep) if k], [t for t, k in zip(targets, keep) if k]
+    return [s for s, k in zip(sources, keep) if k], [
+        t for t, k in zip(targets, keep) if k
+    ]
 
 
 def _fra_eng_splits(max_words, max_target_tokens, limit):
@@ -149,7 +152,11 @@ def _fra_eng_splits(max_words, max_target_tokens, limit):
     split_of = {}
     for rank, index in enumerate(order):
         split_of[unique_keys[index]] = (
-            "train" if rank < bounds[0] else "validation" if rank < bounds[1] else "test"
+            "train"
+            if rank < bounds[0]
+            else "validation"
+            if rank < bounds[1]
+            else "test"
         )
     pairs = {"train": [], "validation": []}
     test = {}
@@ -175,8 +182,12 @@ def _tfds_splits(name, data_dir, download, max_words, max_target_tokens, limit):
         split_string = split if limit is None else f"{split}[:{limit}]"
         sources, targets = [], []
         for example in builder.as_dataset(split=split_string, shuffle_files=False):
-            sources.append(normalize_unicode(example[source_key].numpy().decode("utf-8")))
-            targets.append(normalize_unicode(example[target_key].numpy().decode("utf-8")))
+            sources.append(
+                normalize_unicode(example[source_key].numpy().decode("utf-8"))
+            )
+            targets.append(
+                normalize_unicode(example[target_key].numpy().decode("utf-8"))
+            )
         slices[split] = _length_filter(sources, targets, max_words, max_target_tokens)
     pairs = {split: list(zip(*slices[split])) for split in ("train", "validation")}
     test_items = [(source, [target]) for source, target in zip(*slices["test"])]
@@ -228,15 +239,22 @@ def load_translation_dataset(
             f"Unknown translation dataset {name!r}. Expected one of "
             f"{', '.join(TRANSLATION_DATASETS)}."
         )
-    for argument, value in (("max_words", max_words), ("max_target_tokens", max_target_tokens)):
+    for argument, value in (
+        ("max_words", max_words),
+        ("max_target_tokens", max_target_tokens),
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(
                 f"`{argument}` must be a positive int. Received: {argument}={value!r}"
             )
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise ValueError(f"`limit` must be a positive int or None. Received: limit={limit!r}")
+        raise ValueError(
+            f"`limit` must be a positive int or None. Received: limit={limit!r}"
+        )
     if name == "fra_eng":
-        pairs, test_items, languages = _fra_eng_splits(max_words, max_target_tokens, limit)
+        pairs, test_items, languages = _fra_eng_splits(
+            max_words, max_target_tokens, limit
+        )
     else:
         pairs, test_items, languages = _tfds_splits(
             name, data_dir, download, max_words, max_target_tokens, limit

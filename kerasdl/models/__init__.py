@@ -19,4 +19,10 @@ from kerasdl.models.lenet import lenet  # noqa: F401
 from kerasdl.models.nin import nin  # noqa: F401
 from kerasdl.models.registry import MODELS, get_model, register_model  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401
+from kerasdl.models.seq2seq import Seq2SeqAttention  # noqa: F401
+from kerasdl.models.text_classifier import (  # noqa: F401
+    rnn_text_classifier,
+    transformer_text_classifier,
+)
+from kerasdl.models.transformer_translator import TransformerTranslator  # noqa: F401
 from kerasdl.models.vgg import vgg  # noqa: F401

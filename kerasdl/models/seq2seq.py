@@ -10,12 +10,20 @@ from kerasdl.layers.attention.additive_attention import AdditiveAttention
 def _check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+            raise ValueError(
+                f"`{name}` must be a positive int. Received: {name}={value!r}"
+            )
 
 
 def generate_tokens(
-    next_token_fn, cache, source_tokens, start_token_id, end_token_id, max_length,
-    beam_size, length_penalty_alpha,
+    next_token_fn,
+    cache,
+    source_tokens,
+    start_token_id,
+    end_token_id,
+    max_length,
+    beam_size,
+    length_penalty_alpha,
 ):
     """Greedy (`beam_size=1`) or beam search from `start_token_id`; shared by translators.
 
@@ -113,7 +121,9 @@ class Seq2SeqAttention(keras.Model):
             units=units,
         )
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+            raise ValueError(
+                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
+            )
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
         self.embedding_dim = embedding_dim
@@ -137,7 +147,9 @@ class Seq2SeqAttention(keras.Model):
             units, return_sequences=True, return_state=True, name="decoder"
         )
         self.attention = AdditiveAttention(units, name="attention")
-        self.attentional = keras.layers.Dense(units, activation="tanh", name="attentional")
+        self.attentional = keras.layers.Dense(
+            units, activation="tanh", name="attentional"
+        )
         self.output_projection = keras.layers.Dense(
             target_vocabulary_size, name="output_projection"
         )
@@ -149,7 +161,9 @@ class Seq2SeqAttention(keras.Model):
         state `(batch, u)`, source_mask `(batch, S)` float32)."""
         source_mask = ops.not_equal(source, 0)
         x = self.embedding_dropout(self.source_embedding(source), training=training)
-        outputs, forward, backward = self.encoder(x, mask=source_mask, training=training)
+        outputs, forward, backward = self.encoder(
+            x, mask=source_mask, training=training
+        )
         state = self.bridge(ops.concatenate([forward, backward], axis=-1))
         return {
             "encoder_outputs": outputs,
@@ -160,7 +174,9 @@ class Seq2SeqAttention(keras.Model):
     def _decode(self, target_in, state, encoder_outputs, source_mask, training=False):
         """Target ids `(batch, T)` -> logits `(batch, T, V)`, new state, weights (B, T, S)."""
         x = self.embedding_dropout(self.target_embedding(target_in), training=training)
-        outputs, state = self.decoder(x, initial_state=state, training=training)  # (B,T,u)
+        outputs, state = self.decoder(
+            x, initial_state=state, training=training
+        )  # (B,T,u)
         context, weights = self.attention(
             outputs,
             encoder_outputs,
@@ -187,7 +203,10 @@ class Seq2SeqAttention(keras.Model):
         """Attention weights `(batch, target_length, source_length)` (teacher forced)."""
         encoded = self.encode(source)
         _, _, weights = self._decode(
-            target_in, encoded["state"], encoded["encoder_outputs"], encoded["source_mask"]
+            target_in,
+            encoded["state"],
+            encoded["encoder_outputs"],
+            encoded["source_mask"],
         )
         return weights
 
@@ -215,8 +234,14 @@ class Seq2SeqAttention(keras.Model):
             return logits[:, 0], dict(cache, state=state)
 
         return generate_tokens(
-            next_token_fn, cache, source, start_token_id, end_token_id, max_length,
-            beam_size, length_penalty_alpha,
+            next_token_fn,
+            cache,
+            source,
+            start_token_id,
+            end_token_id,
+            max_length,
+            beam_size,
+            length_penalty_alpha,
         )
 
     def get_config(self):

@@ -26,17 +26,21 @@ RNN_CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 def _check_positive(**values):
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+            raise ValueError(
+                f"`{name}` must be a positive int. Received: {name}={value!r}"
+            )
 
 
 def _check_rate(name, value):
     if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
+        raise ValueError(
+            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+        )
 
 
 def _text_input_and_tokens(text_vectorization):
     if not isinstance(text_vectorization, keras.layers.TextVectorization):
-        raise ValueError(
+        raise TypeError(
             "`text_vectorization` must be an adapted keras.layers.TextVectorization. "
             f"Received: {type(text_vectorization).__name__}"
         )
@@ -104,12 +108,17 @@ def rnn_text_classifier(
     )
     _check_rate("dropout", dropout)
     if cell not in RNN_CELLS:
-        raise ValueError(f"`cell` must be one of {sorted(RNN_CELLS)}. Received: cell={cell!r}")
+        raise ValueError(
+            f"`cell` must be one of {sorted(RNN_CELLS)}. Received: cell={cell!r}"
+        )
 
     # Layers and wiring.
     text, tokens = _text_input_and_tokens(text_vectorization)
     x = keras.layers.Embedding(
-        text_vectorization.vocabulary_size(), embedding_dim, mask_zero=True, name="embedding"
+        text_vectorization.vocabulary_size(),
+        embedding_dim,
+        mask_zero=True,
+        name="embedding",
     )(tokens)  # (batch, length, embedding_dim)
     x = keras.layers.Dropout(dropout, name="embedding_dropout")(x)
     for index in range(num_layers):
@@ -175,7 +184,10 @@ def transformer_text_classifier(
     # Embeddings: tokens + positions.
     text, tokens = _text_input_and_tokens(text_vectorization)
     x = keras.layers.Embedding(
-        text_vectorization.vocabulary_size(), hidden_dim, mask_zero=True, name="embedding"
+        text_vectorization.vocabulary_size(),
+        hidden_dim,
+        mask_zero=True,
+        name="embedding",
     )(tokens)  # (batch, length, hidden_dim)
     positions = PositionEmbedding(sequence_length, name="position_embedding")(x)
     x = keras.layers.Add(name="add_positions")([x, positions])

@@ -80,7 +80,9 @@ class TransformerTranslator(keras.Model):
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
         if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+            raise ValueError(
+                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
+            )
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
         self.hidden_dim = hidden_dim
@@ -98,11 +100,15 @@ class TransformerTranslator(keras.Model):
         self.position_encoding = SinePositionEncoding(name="position_encoding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         self.encoder_blocks = [
-            TransformerEncoder(intermediate_dim, num_heads, dropout=dropout, name=f"encoder_{i}")
+            TransformerEncoder(
+                intermediate_dim, num_heads, dropout=dropout, name=f"encoder_{i}"
+            )
             for i in range(num_layers)
         ]
         self.decoder_blocks = [
-            TransformerDecoder(intermediate_dim, num_heads, dropout=dropout, name=f"decoder_{i}")
+            TransformerDecoder(
+                intermediate_dim, num_heads, dropout=dropout, name=f"decoder_{i}"
+            )
             for i in range(num_layers)
         ]
         self.output_projection = keras.layers.Dense(
@@ -168,7 +174,9 @@ class TransformerTranslator(keras.Model):
             )
         last = self.decoder_blocks[-1]
         if last.normalize_first:
-            raise ValueError("attention_weights supports post-norm decoder blocks only.")
+            raise ValueError(
+                "attention_weights supports post-norm decoder blocks only."
+            )
         attended = last.self_attention(
             x, x, query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
         )
@@ -203,8 +211,14 @@ class TransformerTranslator(keras.Model):
             return ops.take(logits, step - 1, axis=1), cache  # (rows, V)
 
         return generate_tokens(
-            next_token_fn, cache, source, start_token_id, end_token_id, max_length,
-            beam_size, length_penalty_alpha,
+            next_token_fn,
+            cache,
+            source,
+            start_token_id,
+            end_token_id,
+            max_length,
+            beam_size,
+            length_penalty_alpha,
         )
 
     def get_config(self):

@@ -41,7 +41,7 @@ def test_banking77_split_is_fixed_disjoint_and_stratified():
     test_b, _ = _all(second.test)
     assert test_a == test_b  # The split does not depend on the run's seed.
     train, labels_train = _all(first.train)
-    validation, _ = _all(first.validation)
+    _all(first.validation)
     assert len(train) == first.num_examples["train"]
     # Every intent is in every split, in about the same proportion.
     assert set(labels_a) == set(labels_train) == set(range(77))
@@ -69,9 +69,11 @@ def test_limit_caps_every_split():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"name": "reuters"}, "Unknown text dataset"),
-     ({"name": "banking77", "batch_size": 0}, "batch_size=0"),
-     ({"name": "banking77", "limit": -1}, "limit=-1")],
+    [
+        ({"name": "reuters"}, "Unknown text dataset"),
+        ({"name": "banking77", "batch_size": 0}, "batch_size=0"),
+        ({"name": "banking77", "limit": -1}, "limit=-1"),
+    ],
 )
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -80,10 +82,16 @@ def test_bad_arguments(kwargs, match):
 
 def _fake_prepare(data_dir, sizes):
     builder = tfds.builder("imdb_reviews", data_dir=data_dir)
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[n], num_bytes=0,
-                            filename_template=None)
-        for split, n in sizes.items()]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
+                )
+                for split, n in sizes.items()
+            ]
+        )
+    )
     os.makedirs(builder.data_dir, exist_ok=True)
     builder.info.write_to_directory(builder.data_dir)
 
@@ -91,16 +99,23 @@ def _fake_prepare(data_dir, sizes):
 def _random_reviews(builder, split, **kwargs):
     count = builder.info.splits[split].num_examples
     rng = np.random.default_rng(0)
-    return tf.data.Dataset.from_tensor_slices({
-        "text": [f"review {i} was {'good' if i % 2 else 'bad'}" for i in range(count)],
-        "label": rng.integers(0, 2, count).astype(np.int64),
-    })
+    return tf.data.Dataset.from_tensor_slices(
+        {
+            "text": [
+                f"review {i} was {'good' if i % 2 else 'bad'}" for i in range(count)
+            ],
+            "label": rng.integers(0, 2, count).astype(np.int64),
+        }
+    )
 
 
 def test_imdb_reviews_from_mocked_tfds(tmp_path):
     _fake_prepare(str(tmp_path), {"train": 40, "test": 10})
-    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_FILES,
-                                data_dir=str(tmp_path), as_dataset_fn=_random_reviews):
+    with tfds.testing.mock_data(
+        policy=tfds.testing.MockPolicy.USE_FILES,
+        data_dir=str(tmp_path),
+        as_dataset_fn=_random_reviews,
+    ):
         data = load_text_dataset("imdb_reviews", data_dir=str(tmp_path), batch_size=8)
         assert data.num_examples == {"train": 36, "validation": 4, "test": 10}
         assert data.class_names == ["neg", "pos"]

@@ -27,8 +27,11 @@ def _standardized(strings):
 
 
 def test_no_test_sentence_is_seen_in_training(fra_eng):
-    train = {s.decode("utf-8") for s, _ in fra_eng.train.batch(4096).as_numpy_iterator()
-             for s in s}
+    train = {
+        s.decode("utf-8")
+        for s, _ in fra_eng.train.batch(4096).as_numpy_iterator()
+        for s in s
+    }
     seen = set(_standardized(sorted(train)))
     test = _standardized(fra_eng.test_sources)
     assert len(test) == len(set(test)) == fra_eng.num_examples["test"] > 1000
@@ -50,14 +53,20 @@ def test_sentences_are_at_most_ten_words(fra_eng):
 def test_normalization_folds_typography():
     assert normalize_unicode("Va\u202f!  ") == "Va !"
     assert _standardized(["I\u2019m COLD.", "Qui\u00a0?", "«Oui», dit-il."]) == [
-        "i'm cold .", "qui ?", "« oui » , dit-il ."]
+        "i'm cold .",
+        "qui ?",
+        "« oui » , dit-il .",
+    ]
 
 
 def test_detokenize_stops_at_end_and_attaches_punctuation():
     vocabulary = tf.constant(["", "[UNK]", "[start]", "[end]", "j'ai", "froid", "."])
     tokens = tf.constant([[4, 5, 6, 3, 4], [4, 3, 5, 0, 0], [4, 0, 5, 0, 0]])
     assert [t.decode() for t in detokenize(tokens, vocabulary, 3).numpy()] == [
-        "j'ai froid.", "j'ai", "j'ai froid"]
+        "j'ai froid.",
+        "j'ai",
+        "j'ai froid",
+    ]
 
 
 def test_bad_arguments():
@@ -69,10 +78,16 @@ def test_bad_arguments():
 
 def _fake_prepare(full_name, data_dir, sizes):
     builder = tfds.builder(full_name, data_dir=data_dir)
-    builder.info.set_splits(tfds.core.SplitDict([
-        tfds.core.SplitInfo(name=split, shard_lengths=[n], num_bytes=0,
-                            filename_template=None)
-        for split, n in sizes.items()]))
+    builder.info.set_splits(
+        tfds.core.SplitDict(
+            [
+                tfds.core.SplitInfo(
+                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
+                )
+                for split, n in sizes.items()
+            ]
+        )
+    )
     os.makedirs(builder.data_dir, exist_ok=True)
     builder.info.write_to_directory(builder.data_dir)
 
@@ -87,10 +102,14 @@ def test_tfds_translation_sets_from_mocked_data(tmp_path, name):
         sources = [f"sentence number {i}." for i in range(count)]
         sources[0] = "this one is far too long to keep because it has many words ."
         return tf.data.Dataset.from_tensor_slices(
-            {source_key: sources, target_key: [f"phrase {i}." for i in range(count)]})
+            {source_key: sources, target_key: [f"phrase {i}." for i in range(count)]}
+        )
 
-    with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_FILES,
-                                data_dir=str(tmp_path), as_dataset_fn=pairs):
+    with tfds.testing.mock_data(
+        policy=tfds.testing.MockPolicy.USE_FILES,
+        data_dir=str(tmp_path),
+        as_dataset_fn=pairs,
+    ):
         data = load_translation_dataset(name, data_dir=str(tmp_path))
     # The first pair of every split has 14 source words and is dropped.
     assert data.num_examples == {"train": 11, "validation": 3, "test": 4}

@@ -17,8 +17,15 @@ def _models():
     keras.utils.set_random_seed(0)
     return [
         Seq2SeqAttention(20, 30, embedding_dim=8, units=8, dropout=0.0),
-        TransformerTranslator(20, 30, hidden_dim=8, num_layers=1, num_heads=2,
-                              intermediate_dim=16, dropout=0.0),
+        TransformerTranslator(
+            20,
+            30,
+            hidden_dim=8,
+            num_layers=1,
+            num_heads=2,
+            intermediate_dim=16,
+            dropout=0.0,
+        ),
     ]
 
 
@@ -45,14 +52,19 @@ def test_greedy_decoding_matches_teacher_forcing_argmax(model):
     logits[..., 0] = -np.inf  # Padding is never generated.
     for row, row_logits in zip(tokens, logits):
         generated = row[1:]
-        length = (list(generated).index(END) + 1) if END in generated else len(generated)
-        np.testing.assert_array_equal(row_logits.argmax(-1)[:length], generated[:length])
+        length = (
+            (list(generated).index(END) + 1) if END in generated else len(generated)
+        )
+        np.testing.assert_array_equal(
+            row_logits.argmax(-1)[:length], generated[:length]
+        )
 
 
 def test_beam_search_in_a_graph_equals_eager(model):
     eager = np.asarray(model.generate(SOURCE, START, END, MAX_LENGTH, beam_size=3))
     graph = tf.function(
-        lambda source: model.generate(source, START, END, MAX_LENGTH, beam_size=3))
+        lambda source: model.generate(source, START, END, MAX_LENGTH, beam_size=3)
+    )
     np.testing.assert_array_equal(graph(tf.constant(SOURCE)).numpy(), eager)
 
 

@@ -5,26 +5,37 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasdl.models.text_classifier import rnn_text_classifier, transformer_text_classifier
+from kerasdl.models.text_classifier import (
+    rnn_text_classifier,
+    transformer_text_classifier,
+)
 
-TEXTS = ["my card has not arrived", "how do i top up", "what is the exchange rate",
-         "my card was stolen yesterday"]
+TEXTS = [
+    "my card has not arrived",
+    "how do i top up",
+    "what is the exchange rate",
+    "my card was stolen yesterday",
+]
 
 
 def _vectorizer(sequence_length=12):
     vectorizer = keras.layers.TextVectorization(
-        max_tokens=50, output_sequence_length=sequence_length)
+        max_tokens=50, output_sequence_length=sequence_length
+    )
     vectorizer.adapt(TEXTS)
     return vectorizer
 
 
 @pytest.mark.parametrize(
     "builder, kwargs",
-    [(rnn_text_classifier, {"cell": "gru"}),
-     (rnn_text_classifier, {"cell": "lstm", "num_layers": 2, "bidirectional": True}),
-     (transformer_text_classifier, {"num_layers": 1, "hidden_dim": 16,
-                                    "intermediate_dim": 32}),
-],
+    [
+        (rnn_text_classifier, {"cell": "gru"}),
+        (rnn_text_classifier, {"cell": "lstm", "num_layers": 2, "bidirectional": True}),
+        (
+            transformer_text_classifier,
+            {"num_layers": 1, "hidden_dim": 16, "intermediate_dim": 32},
+        ),
+    ],
 )
 def test_raw_strings_in_probabilities_out_and_one_training_step(builder, kwargs):
     if builder is rnn_text_classifier:
@@ -41,11 +52,14 @@ def test_raw_strings_in_probabilities_out_and_one_training_step(builder, kwargs)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_padding_length_does_not_change_the_rnn_prediction(bidirectional):
     """Padding is masked: the same text padded to 12 or 20 tokens scores the same."""
-    short = rnn_text_classifier(_vectorizer(12), 3, units=8, bidirectional=bidirectional)
+    short = rnn_text_classifier(
+        _vectorizer(12), 3, units=8, bidirectional=bidirectional
+    )
     long = rnn_text_classifier(_vectorizer(20), 3, units=8, bidirectional=bidirectional)
     short.set_weights(long.get_weights())
-    np.testing.assert_allclose(short(tf.constant(TEXTS)), long(tf.constant(TEXTS)),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        short(tf.constant(TEXTS)), long(tf.constant(TEXTS)), atol=1e-5
+    )
 
 
 def test_bad_arguments_name_the_argument():

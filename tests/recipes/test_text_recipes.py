@@ -8,19 +8,47 @@ import tensorflow as tf
 
 from kerasdl.export import list_versions, load_model_card
 
-TINY = ["--epochs", "1", "--limit", "40", "--batch-size", "16", "--max-tokens", "200",
-        "--sequence-length", "16", "--verbose", "0"]
-SIZES = {"rnn_intent": ["--embedding-dim", "8", "--units", "8"],
-         "transformer_intent": ["--hidden-dim", "16", "--intermediate-dim", "32",
-                                "--num-layers", "1", "--num-heads", "2"]}
+TINY = [
+    "--epochs",
+    "1",
+    "--limit",
+    "40",
+    "--batch-size",
+    "16",
+    "--max-tokens",
+    "200",
+    "--sequence-length",
+    "16",
+    "--verbose",
+    "0",
+]
+SIZES = {
+    "rnn_intent": ["--embedding-dim", "8", "--units", "8"],
+    "transformer_intent": [
+        "--hidden-dim",
+        "16",
+        "--intermediate-dim",
+        "32",
+        "--num-layers",
+        "1",
+        "--num-heads",
+        "2",
+    ],
+}
 
 
 @pytest.mark.parametrize("recipe", ["rnn_intent", "transformer_intent"])
 def test_recipe_trains_and_exports_a_strings_in_model(tmp_path, recipe):
     module = importlib.import_module(f"recipes.{recipe}")
     output = tmp_path / "saved_models"
-    argv = [*TINY, *SIZES[recipe], "--output", str(output),
-            "--workdir", str(tmp_path / "run")]
+    argv = [
+        *TINY,
+        *SIZES[recipe],
+        "--output",
+        str(output),
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
     assert module.run(argv) == 0
     export = output / recipe / "1"
     assert list_versions(output / recipe) == [1]
@@ -36,14 +64,23 @@ def test_recipe_trains_and_exports_a_strings_in_model(tmp_path, recipe):
     assert outputs["label"].dtype == tf.string
     names = card["dataset"]["class_names"]
     assert [label.decode() for label in outputs["label"].numpy()] == [
-        names[i] for i in outputs["class_id"].numpy()]
+        names[i] for i in outputs["class_id"].numpy()
+    ]
 
 
 def test_sms_spam_run_reports_binary_f1(tmp_path):
     module = importlib.import_module("recipes.rnn_intent")
     output = tmp_path / "saved_models"
-    argv = [*TINY, *SIZES["rnn_intent"], "--dataset", "sms_spam", "--output",
-            str(output), "--workdir", str(tmp_path / "run")]
+    argv = [
+        *TINY,
+        *SIZES["rnn_intent"],
+        "--dataset",
+        "sms_spam",
+        "--output",
+        str(output),
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
     assert module.run(argv) == 0
     card = load_model_card(output / "rnn_intent-sms_spam" / "1")
     assert "test_f1_binary" in card["metrics"]
