@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kerasdl-installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-large bench lint install
+.PHONY: demo study test test-large bench lint install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m kerasdl train lenet --dataset digits
+
+study: $(STAMP)
 	$(PY) -m recipes.regularization_study
 
 test: $(STAMP)

@@ -2,20 +2,30 @@
 
     python benchmarks/serving.py                       # 5,000 requests per level
     python benchmarks/serving.py --requests 1000 --concurrency 1 8
+    python benchmarks/serving.py --baseline /path/to/other/checkout --rounds 3
 
 Exports a LeNet (kerasdl.models' builder when present, else an equivalent Keras
 LeNet), starts the server in a subprocess for each mode (batching off / on), and
-drives it from this process with keep-alive HTTP/1.1 clients, one thread per
-connection. Prints p50/p99 latency and requests/s for each concurrency, next to
-in-process `tf.saved_model.load(...).serve` and `signatures["serving_default"]`
-calls. Bounded: every level stops after `--requests` requests; errors are counted.
+drives it from a second, TensorFlow-free client process: keep-alive HTTP/1.1
+connections sending batch-1 `:predict` requests, one blocking socket at
+concurrency 1 and asyncio connections above it (so the client is not the
+bottleneck; its CPU time per request is printed). Client and server share the
+machine's cores. Prints p50/p99 latency, requests/s and errors for each level,
+next to in-process `tf.saved_model.load(...).serve` and
+`signatures["serving_default"]` calls, measured before and after the HTTP runs.
+
+`--baseline DIR` also serves from another checkout (its `kerasdl/` first on
+PYTHONPATH) and alternates the two servers level by level and round by round,
+so both sides see the same machine load. Every level stops after `--requests`
+requests per round; errors are counted.
 """
 
 import argparse
-import concurrent.futures
+import asyncio
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATH = "/v1/models/lenet:predict"
 
 
 def export_lenet(path):
@@ -85,30 +96,127 @@ def in_process(path, image, count):
     return rows
 
 
+# --- the client (a separate process, no TensorFlow) -----------------------------------
+
+
+def _request_bytes(body):
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _content_length(head):
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.IGNORECASE)
+    return None if match is None else int(match.group(1))
+
+
+def _drive_blocking(port, request, total):
+    """One keep-alive connection, one request at a time: the latency floor."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    timings, errors, buffer = [], 0, b""
+    for _ in range(total):
+        started = time.perf_counter()
+        sock.sendall(request)
+        while b"\r\n\r\n" not in buffer:
+            buffer += sock.recv(65536)
+        head, _, buffer = buffer.partition(b"\r\n\r\n")
+        length = _content_length(head) or 0
+        while len(buffer) < length:
+            buffer += sock.recv(65536)
+        buffer = buffer[length:]
+        timings.append(time.perf_counter() - started)
+        errors += head[9:12] != b"200"
+    sock.close()
+    return timings, errors
+
+
+async def _drive_async(port, request, total, concurrency):
+    async def connection(count):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        timings, errors = [], 0
+        for _ in range(count):
+            started = time.perf_counter()
+            try:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(_content_length(head) or 0)
+                errors += head[9:12] != b"200"
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+                errors += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            timings.append(time.perf_counter() - started)
+        writer.close()
+        return timings, errors
+
+    shares = [total // concurrency + (i < total % concurrency) for i in range(concurrency)]
+    results = await asyncio.gather(*(connection(n) for n in shares))
+    return [t for ts, _ in results for t in ts], sum(e for _, e in results)
+
+
+def drive(port, body_path, total, concurrency):
+    """Client process entry: prints one JSON line of stats."""
+    with open(body_path, "rb") as file:
+        request = _request_bytes(file.read())
+    cpu, started = time.process_time(), time.perf_counter()
+    if concurrency == 1:
+        timings, errors = _drive_blocking(port, request, total)
+    else:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            runner = asyncio.run
+        timings, errors = runner(_drive_async(port, request, total, concurrency))
+    elapsed = time.perf_counter() - started
+    p50, p99 = percentiles(timings)
+    stats = {
+        "p50": p50,
+        "p99": p99,
+        "rate": total / elapsed,
+        "errors": errors,
+        "client_cpu_us": (time.process_time() - cpu) / total * 1e6,
+    }
+    print(json.dumps(stats), flush=True)
+
+
+def load(port, body_path, total, concurrency):
+    """Runs the client process for one level; returns its stats."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--drive", str(port), body_path],
+        input=None,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "BENCH_TOTAL": str(total), "BENCH_CONC": str(concurrency)},
+    ).stdout
+    return json.loads(output.decode().strip().splitlines()[-1])
+
+
+# --- servers ------------------------------------------------------------------------------
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def start_server(base, batching, log):
+def start_server(base, batching, log, checkout=REPO):
     port = free_port()
-    flags = [
-        f"--rest_api_port={port}",
-        "--model_name=lenet",
-        f"--model_base_path={base}",
-    ]
+    flags = [f"--rest_api_port={port}", "--model_name=lenet", f"--model_base_path={base}"]
     if batching:
-        flags += [
-            "--enable_batching",
-            "--max_batch_size=32",
-            "--batch_timeout_micros=1000",
-        ]
+        flags += ["--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=1000"]
+    env = {**os.environ, "PYTHONPATH": checkout}
     process = subprocess.Popen(
         [sys.executable, "-m", "kerasdl.serving", *flags, "--log_level=WARNING"],
-        cwd=REPO,
+        cwd=checkout,
         stdout=log,
         stderr=subprocess.STDOUT,
+        env=env,
     )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -123,41 +231,6 @@ def start_server(base, batching, log):
     raise RuntimeError("server did not start")
 
 
-def load(port, body, total, concurrency):
-    """`total` requests over `concurrency` keep-alive connections; returns stats."""
-    share = [
-        total // concurrency + (i < total % concurrency) for i in range(concurrency)
-    ]
-    headers = {"Content-Type": "application/json"}
-
-    def client(count):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        timings, errors = [], 0
-        for _ in range(count):
-            t = time.perf_counter()
-            try:
-                connection.request(
-                    "POST", "/v1/models/lenet:predict", body=body, headers=headers
-                )
-                reply = connection.getresponse()
-                reply.read()
-                errors += reply.status != 200
-            except (OSError, http.client.HTTPException):
-                errors += 1
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            timings.append(time.perf_counter() - t)
-        connection.close()
-        return timings, errors
-
-    started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(client, share))
-    elapsed = time.perf_counter() - started
-    timings = [t for ts, _ in results for t in ts]
-    return (*percentiles(timings), total / elapsed, sum(e for _, e in results))
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per level")
@@ -165,42 +238,89 @@ def main(argv=None):
     parser.add_argument(
         "--modes", nargs="+", default=["off", "on"], help="batching modes"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds per level")
+    parser.add_argument(
+        "--baseline", help="another checkout to serve from, alternated with this one"
+    )
+    parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.drive:
+        port, body_path = args.drive
+        drive(
+            int(port),
+            body_path,
+            int(os.environ["BENCH_TOTAL"]),
+            int(os.environ["BENCH_CONC"]),
+        )
+        return 0
 
     workdir = tempfile.mkdtemp(prefix="kerasdl-serving-bench-")
     base = os.path.join(workdir, "lenet")
     export_lenet(os.path.join(base, "1"))
     image = np.random.default_rng(0).random((1, 28, 28, 1), dtype="float32")
     body = json.dumps({"instances": image.round(4).tolist()}).encode()
+    body_path = os.path.join(workdir, "body.json")
+    with open(body_path, "wb") as file:
+        file.write(body)
+    sides = {"this": REPO}
+    if args.baseline:
+        sides = {"baseline": os.path.abspath(args.baseline), "this": REPO}
 
     print(
         f"LeNet, batch 1 ({len(body)} byte request), {os.cpu_count()} CPUs, "
-        f"{args.requests} requests per level\n"
+        f"{args.requests} requests per level and round, {args.rounds} round(s), "
+        f"load average {os.getloadavg()[0]:.2f}\n"
     )
-    print(
-        f"{'path':45s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s}"
-    )
-    for label, (p50, p99, rate) in in_process(
-        os.path.join(base, "1"), image, 2000
-    ).items():
-        print(f"{label:45s} {1:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {'-':>6s}")
+    header = f"{'path':45s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s} {'client us/req':>13s}"
+    print(header)
+
+    def baseline_rows(when):
+        rows = in_process(os.path.join(base, "1"), image, 2000)
+        for label, (p50, p99, rate) in rows.items():
+            print(
+                f"{label + ' (' + when + ')':45s} {1:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {'-':>6s}",
+                flush=True,
+            )
+
+    baseline_rows("before")
     for mode in args.modes:
-        with open(os.path.join(workdir, f"server-{mode}.log"), "wb") as log:
-            process, port = start_server(base, mode == "on", log)
-            try:
-                load(port, body, 200, 1)  # warm-up
-                for concurrency in args.concurrency:
-                    p50, p99, rate, errors = load(
-                        port, body, args.requests, concurrency
-                    )
-                    label = f"HTTP kerasdl serve, batching {mode}"
+        servers = {}
+        logs = []
+        try:
+            for side, checkout in sides.items():
+                log = open(os.path.join(workdir, f"server-{side}-{mode}.log"), "wb")  # noqa: SIM115
+                logs.append(log)
+                servers[side] = start_server(base, mode == "on", log, checkout)
+                load(servers[side][1], body_path, 200, 8)  # warm-up
+            for concurrency in args.concurrency:
+                results = {side: [] for side in sides}
+                for round_index in range(args.rounds):
+                    order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
+                    for side in order:
+                        port = servers[side][1]
+                        results[side].append(
+                            load(port, body_path, args.requests, concurrency)
+                        )
+                for side in sides:
+                    stats = results[side]
+                    p50 = float(np.median([s["p50"] for s in stats]))
+                    p99 = float(np.median([s["p99"] for s in stats]))
+                    rate = float(np.median([s["rate"] for s in stats]))
+                    errors = sum(s["errors"] for s in stats)
+                    cpu = float(np.median([s["client_cpu_us"] for s in stats]))
+                    label = f"HTTP {side}, batching {mode}"
                     print(
-                        f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d}",
+                        f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f}",
                         flush=True,
                     )
-            finally:
+        finally:
+            for process, _ in servers.values():
                 process.send_signal(signal.SIGTERM)
                 process.wait(60)
+            for log in logs:
+                log.close()
+    baseline_rows("after")
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -8,6 +8,10 @@ load on first use.
 """
 
 import importlib
+import os
+
+# TensorFlow's C++ start-up logging would bury the one-line errors of the CLI.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
