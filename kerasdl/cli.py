@@ -62,15 +62,20 @@ def list_recipes(argv: list[str]) -> int:
 
     if argv:
         return _usage_error(f"list takes no arguments, got {' '.join(argv)!r}")
-    header = ("recipe", "dataset", "expected test accuracy", "description")
-    rows = [
-        (r.name, r.dataset, f">= {r.expected_accuracy:.0%}", r.description)
-        for r in RECIPES.values()
-    ]
+    header = ("recipe", "dataset", "target (test)", "description")
+    rows = [(r.name, r.dataset, _target(r), r.description) for r in RECIPES.values()]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)) + "  " + row[3])
     return 0
+
+
+def _target(recipe) -> str:
+    if recipe.target is None:
+        return "not tuned yet"
+    if recipe.metric == "bleu":
+        return f"BLEU >= {recipe.target:g}"
+    return f"accuracy >= {recipe.target:.0%}"
 
 
 def serve(argv: list[str]) -> int:

@@ -318,7 +318,7 @@ def export_signatures(
     import keras
 
     from kerasdl.export import MODEL_CARD_PATH, check_weights_finite
-    from kerasdl.export.saved_model import _rename_into_place
+    from kerasdl.export.saved_model import rename_into_place
 
     for item in track:
         check_weights_finite(item)
@@ -342,7 +342,7 @@ def export_signatures(
                 shutil.copyfile(source, tmp_dir / "assets.extra" / name)
         if verify is not None:
             verify(str(tmp_dir))
-        return _rename_into_place(tmp_dir, base_dir).path
+        return rename_into_place(tmp_dir, base_dir).path
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)

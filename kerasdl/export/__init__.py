@@ -9,4 +9,5 @@ from kerasdl.export.saved_model import (
     list_versions,  # noqa: F401
     load_model_card,  # noqa: F401
     next_version,  # noqa: F401
+    rename_into_place,  # noqa: F401
 )

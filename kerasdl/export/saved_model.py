@@ -148,7 +148,7 @@ def export_saved_model(
         if verification_images is None:
             verification_images = _random_images(input_shape, input_dtype)
         _verify(model, tmp_dir, verification_images, probabilities_fn, atol)
-        return _rename_into_place(tmp_dir, base_dir)
+        return rename_into_place(tmp_dir, base_dir)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -195,7 +195,7 @@ def _verify(model, export_dir, images, probabilities_fn, atol) -> None:
         )
 
 
-def _rename_into_place(tmp_dir: Path, base_dir: Path) -> ExportResult:
+def rename_into_place(tmp_dir: Path, base_dir: Path) -> ExportResult:
     """Renames `tmp_dir` to the next free version; retries if another run took it."""
     for _ in range(100):
         version = next_version(base_dir)

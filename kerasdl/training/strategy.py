@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 
+from kerasdl.training import multiworker_compat
+
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
@@ -51,6 +53,9 @@ def _multi_worker_strategy():
         json.loads(tf_config)
     except json.JSONDecodeError as error:
         raise ValueError(f"TF_CONFIG is not valid JSON: {error}") from None
+    # Keras' fit/evaluate fail under a multi-worker strategy (keras-team/keras#20585);
+    # see kerasdl/training/multiworker_compat.py.
+    multiworker_compat.apply()
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 

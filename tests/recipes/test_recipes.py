@@ -18,6 +18,7 @@ HEAVY = {"alexnet", "vgg11", "vgg16", "resnet34", "resnet50"}
     [
         pytest.param(n, marks=pytest.mark.large) if n in HEAVY else n
         for n in sorted(RECIPES)
+        if RECIPES[n].task == "image classification"
     ],
 )
 def test_recipe_trains_one_epoch_and_exports(name, tmp_path, capsys):
