@@ -80,7 +80,13 @@ def is_chief(strategy) -> bool:
 
 def describe(strategy) -> dict:
     """A JSON-ready description of `strategy` for the model card."""
+    import tensorflow as tf
+
+    name = type(strategy).__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Its class is `CollectiveAllReduceStrategy`; report the public name.
+        name = "MultiWorkerMirroredStrategy"
     return {
-        "name": type(strategy).__name__,
+        "name": name,
         "replicas": int(strategy.num_replicas_in_sync),
     }
