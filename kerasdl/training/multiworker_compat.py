@@ -15,7 +15,7 @@ workers (keras-team/keras#20585). Two calls in
 2. `reduce_per_replica(outputs, strategy, reduction="auto")`, run at the end of
    every compiled train and test step, reduces each scalar metric with
    `strategy.reduce("MEAN", value, axis=0)` when the strategy is multi-worker:
-   `ValueError: axis = 0 out of range for value with rank 0`.
+   `ValueError: Invalid reduction dimension 0 for input with 0 dimensions.`
 
 `apply()` replaces those two entry points with thin wrappers that handle only the
 multi-worker case and delegate everything else to the original Keras code:
@@ -59,9 +59,7 @@ def keras_needs_fix(version: str | None = None) -> bool:
         raise ValueError(
             f"Expected a Keras version like '3.15.1'. Received: version={version!r}"
         ) from None
-    return (3, 0) <= major_minor <= CHECKED_UP_TO and keras.backend.backend() == (
-        "tensorflow"
-    )
+    return (3, 0) <= major_minor <= CHECKED_UP_TO
 
 
 def apply() -> bool:
@@ -75,13 +73,14 @@ def apply() -> bool:
         return True
     import keras
 
+    if keras.backend.backend() != "tensorflow":
+        return False  # Only Keras' TensorFlow trainer runs tf.distribute strategies.
     if not keras_needs_fix():
         logging.getLogger(__name__).warning(
-            "Keras %s is newer than %s.%s, the last version kerasdl's "
-            "MultiWorkerMirroredStrategy fix (keras-team/keras#20585) was checked "
-            "against; running without it.",
-            keras.version(),
+            "kerasdl's MultiWorkerMirroredStrategy fix (keras-team/keras#20585) was "
+            "checked against Keras 3.0 to %s.%s; running Keras %s without it.",
             *CHECKED_UP_TO,
+            keras.version(),
         )
         return False
     from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -125,7 +124,10 @@ def _is_multi_worker_mirrored(strategy) -> bool:
 
 def _in_multi_worker_mode(strategy) -> bool:
     # The same test Keras uses to pick its multi-worker reduction.
-    return _is_multi_worker_mirrored(strategy) and strategy.extended._in_multi_worker_mode()
+    return (
+        _is_multi_worker_mirrored(strategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 def _first_local_value(value, strategy):
