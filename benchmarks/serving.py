@@ -9,8 +9,9 @@ LeNet), starts the server in a subprocess for each mode (batching off / on), and
 drives it from a second, TensorFlow-free client process: keep-alive HTTP/1.1
 connections sending batch-1 `:predict` requests, one blocking socket at
 concurrency 1 and asyncio connections above it (so the client is not the
-bottleneck; its CPU time per request is printed). Client and server share the
-machine's cores. Prints p50/p99 latency, requests/s and errors for each level,
+bottleneck). Client and server share the machine's cores; the CPU time each
+spends per request is printed too, a figure that other jobs on a shared machine
+disturb much less than latency or throughput. Prints p50/p99 latency, requests/s and errors for each level,
 next to in-process `tf.saved_model.load(...).serve` and
 `signatures["serving_default"]` calls, measured before and after the HTTP runs.
 
@@ -152,7 +153,9 @@ async def _drive_async(port, request, total, concurrency):
         writer.close()
         return timings, errors
 
-    shares = [total // concurrency + (i < total % concurrency) for i in range(concurrency)]
+    shares = [
+        total // concurrency + (i < total % concurrency) for i in range(concurrency)
+    ]
     results = await asyncio.gather(*(connection(n) for n in shares))
     return [t for ts, _ in results for t in ts], sum(e for _, e in results)
 
@@ -184,8 +187,19 @@ def drive(port, body_path, total, concurrency):
     print(json.dumps(stats), flush=True)
 
 
-def load(port, body_path, total, concurrency):
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process and its threads (Linux), else 0."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            fields = file.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port, body_path, total, concurrency, pid=None):
     """Runs the client process for one level; returns its stats."""
+    server_cpu = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(
         [sys.executable, __file__, "--drive", str(port), body_path],
         input=None,
@@ -193,7 +207,11 @@ def load(port, body_path, total, concurrency):
         check=True,
         env={**os.environ, "BENCH_TOTAL": str(total), "BENCH_CONC": str(concurrency)},
     ).stdout
-    return json.loads(output.decode().strip().splitlines()[-1])
+    stats = json.loads(output.decode().strip().splitlines()[-1])
+    stats["server_cpu_us"] = (
+        (cpu_seconds(pid) - server_cpu) / total * 1e6 if pid else 0.0
+    )
+    return stats
 
 
 # --- servers ------------------------------------------------------------------------------
@@ -207,9 +225,17 @@ def free_port():
 
 def start_server(base, batching, log, checkout=REPO):
     port = free_port()
-    flags = [f"--rest_api_port={port}", "--model_name=lenet", f"--model_base_path={base}"]
+    flags = [
+        f"--rest_api_port={port}",
+        "--model_name=lenet",
+        f"--model_base_path={base}",
+    ]
     if batching:
-        flags += ["--enable_batching", "--max_batch_size=32", "--batch_timeout_micros=1000"]
+        flags += [
+            "--enable_batching",
+            "--max_batch_size=32",
+            "--batch_timeout_micros=1000",
+        ]
     env = {**os.environ, "PYTHONPATH": checkout}
     process = subprocess.Popen(
         [sys.executable, "-m", "kerasdl.serving", *flags, "--log_level=WARNING"],
@@ -271,7 +297,7 @@ def main(argv=None):
         f"{args.requests} requests per level and round, {args.rounds} round(s), "
         f"load average {os.getloadavg()[0]:.2f}\n"
     )
-    header = f"{'path':45s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s} {'client us/req':>13s}"
+    header = f"{'path':45s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s} {'client us/req':>13s} {'server us/req':>13s}"
     print(header)
 
     def baseline_rows(when):
@@ -297,9 +323,11 @@ def main(argv=None):
                 for round_index in range(args.rounds):
                     order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
                     for side in order:
-                        port = servers[side][1]
+                        process, port = servers[side]
                         results[side].append(
-                            load(port, body_path, args.requests, concurrency)
+                            load(
+                                port, body_path, args.requests, concurrency, process.pid
+                            )
                         )
                 for side in sides:
                     stats = results[side]
@@ -308,9 +336,10 @@ def main(argv=None):
                     rate = float(np.median([s["rate"] for s in stats]))
                     errors = sum(s["errors"] for s in stats)
                     cpu = float(np.median([s["client_cpu_us"] for s in stats]))
+                    server_cpu = float(np.median([s["server_cpu_us"] for s in stats]))
                     label = f"HTTP {side}, batching {mode}"
                     print(
-                        f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f}",
+                        f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f} {server_cpu:13.0f}",
                         flush=True,
                     )
         finally:

@@ -52,16 +52,40 @@ RECIPES: dict[str, Recipe] = {
         _image(
             "resnet50", "digits", None, "ResNet-50, bottleneck blocks (He et al., 2015)"
         ),
-        Recipe("rnn_intent", "recipes.rnn_intent", "banking77", 0.85,
-               "Bidirectional GRU intent classifier, raw strings in",
-               "text classification"),
-        Recipe("transformer_intent", "recipes.transformer_intent", "banking77", 0.88,
-               "Transformer encoder intent classifier, raw strings in",
-               "text classification"),
-        Recipe("seq2seq_attention", "recipes.seq2seq_attention", "fra_eng", 18.0,
-               "GRU seq2seq + Bahdanau attention, en->fr", "translation", "bleu"),
-        Recipe("transformer_translate", "recipes.transformer_translate", "fra_eng",
-               25.0, "Encoder-decoder Transformer, en->fr", "translation", "bleu"),
+        Recipe(
+            "rnn_intent",
+            "recipes.rnn_intent",
+            "banking77",
+            0.85,
+            "Bidirectional GRU intent classifier, raw strings in",
+            "text classification",
+        ),
+        Recipe(
+            "transformer_intent",
+            "recipes.transformer_intent",
+            "banking77",
+            0.88,
+            "Transformer encoder intent classifier, raw strings in",
+            "text classification",
+        ),
+        Recipe(
+            "seq2seq_attention",
+            "recipes.seq2seq_attention",
+            "fra_eng",
+            18.0,
+            "GRU seq2seq + Bahdanau attention, en->fr",
+            "translation",
+            "bleu",
+        ),
+        Recipe(
+            "transformer_translate",
+            "recipes.transformer_translate",
+            "fra_eng",
+            25.0,
+            "Encoder-decoder Transformer, en->fr",
+            "translation",
+            "bleu",
+        ),
     ]
 }
 

@@ -22,6 +22,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from kerasdl.training.recipe_main import recipe_main
+
 CHOICES_NORMALIZATION = ("default", "none", "batch", "layer", "instance", "group")
 
 
@@ -100,7 +102,8 @@ def train_and_evaluate(
     from kerasdl.callbacks.early_stopping import EarlyStopping
     from kerasdl.callbacks.resumable_checkpoint import ResumableCheckpoint
     from kerasdl.callbacks.terminate_on_non_finite_loss import TerminateOnNonFiniteLoss
-    from kerasdl.export import export_saved_model
+    from kerasdl.export import export_saved_model, model_directory
+    from recipes import RECIPES
 
     recipe = recipe or config.model
     workdir = str(workdir)
@@ -203,7 +206,7 @@ def train_and_evaluate(
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
-        verbose=config.verbose if config.verbose == "auto" else int(config.verbose),
+        verbose=training.fit_verbose(config.verbose),
     )
     training_seconds = time.perf_counter() - start
     epochs_run = initial_epoch + len(history.epoch)
@@ -268,7 +271,12 @@ def train_and_evaluate(
         images, _ = next(iter(data.test))
         result = export_saved_model(
             export_model,
-            _export_base(config, recipe),
+            model_directory(
+                config.output,
+                recipe,
+                config.dataset,
+                RECIPES[recipe].dataset if recipe in RECIPES else None,
+            ),
             input_shape=data.input_shape,
             input_dtype=data.input_dtype,
             model_card=card,
@@ -301,15 +309,6 @@ def _optimizer(config: ImageClassificationConfig, steps_per_epoch: int):
     return keras.optimizers.Adam(learning_rate)
 
 
-def _export_base(config: ImageClassificationConfig, recipe: str) -> str:
-    """saved_models/<recipe>; a recipe trained on another dataset gets its own name."""
-    from recipes import RECIPES
-
-    default = RECIPES[recipe].dataset if recipe in RECIPES else config.dataset
-    name = recipe if config.dataset == default else f"{recipe}-{config.dataset}"
-    return os.path.join(config.output, name)
-
-
 def _one_based(epoch):
     return None if epoch is None else int(epoch) + 1
 
@@ -317,39 +316,18 @@ def _one_based(epoch):
 # Command line ------------------------------------------------------------------------
 
 
-def main(
-    defaults: ImageClassificationConfig,
-    argv=None,
-    *,
-    recipe: str,
-    prog: str | None = None,
-) -> int:
-    """Parses flags over `defaults`, trains, prints where the model went; exit status."""
-    from kerasdl import training
-
-    parser = training.ArgumentParser(
-        prog=prog or f"python -m recipes.{recipe}",
-        description=f"Train, evaluate and export the {recipe} recipe.",
+def _report(result: RunResult) -> None:
+    print(
+        f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}, "
+        f"{result.epochs_run} epochs, {result.training_seconds:.1f} s)"
     )
-    parser.add_argument(
-        "--workdir",
-        default=None,
-        help="checkpoints and logs; rerun with the same workdir to "
-        f"resume (default: runs/{recipe}/<dataset>)",
-    )
-    training.add_config_arguments(parser, defaults)
-    args = parser.parse_args(argv)
-    config = training.config_from_args(defaults, args)
-    workdir = args.workdir or os.path.join("runs", recipe, config.dataset)
-    training.configure_logging()
+    if result.export_path:
+        print(f"Model exported to: {result.export_path}")
 
-    def run():
-        result = train_and_evaluate(config, workdir, recipe=recipe)
-        print(
-            f"Test accuracy: {result.test_accuracy:.4f} (loss {result.test_loss:.4f}, "
-            f"{result.epochs_run} epochs, {result.training_seconds:.1f} s)"
-        )
-        if result.export_path:
-            print(f"Model exported to: {result.export_path}")
 
-    return training.run_with_exit_codes(run)
+# main(defaults, argv=None, *, recipe, prog=None) -> exit status; see recipe_main.
+main = recipe_main(
+    train_and_evaluate,
+    _report,
+    workdir_help="checkpoints and logs; rerun with the same workdir to resume",
+)

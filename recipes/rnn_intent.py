@@ -10,7 +10,7 @@ Tokenization (`TextVectorization`) is inside the exported model: its
 and the intent name `label`.
 """
 
-from recipes.text_common import (
+from recipes.text_classification import (
     TextClassificationConfig,
     main,
     train_and_evaluate,  # noqa: F401

@@ -10,10 +10,11 @@ translations, `<workdir>/attention.png`. The export maps raw English strings to
 French strings: `serving_default` (beam search), `beam_decode`, `greedy_decode`.
 """
 
-from recipes.text_common import (
+from recipes.translation import (
     TranslationConfig,
+    main,
+    train_and_evaluate,  # noqa: F401
     train_and_evaluate_translation,  # noqa: F401
-    translation_main,
 )
 
 CONFIG = TranslationConfig(
@@ -31,7 +32,7 @@ CONFIG = TranslationConfig(
 
 
 def run(argv=None, prog=None) -> int:
-    return translation_main(CONFIG, argv, recipe="seq2seq_attention", prog=prog)
+    return main(CONFIG, argv, recipe="seq2seq_attention", prog=prog)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ mean pooling over the real tokens -> softmax, trained from scratch. The exported
 model takes raw strings (`text`) and returns `probabilities`, `class_id` and `label`.
 """
 
-from recipes.text_common import (
+from recipes.text_classification import (
     TextClassificationConfig,
     main,
     train_and_evaluate,  # noqa: F401

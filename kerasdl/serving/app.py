@@ -1,9 +1,14 @@
 """The HTTP layer: TF Serving's REST routes on FastAPI.
 
-Handlers take the raw `Request` (no pydantic models on the hot path), read the body
-under a byte limit, parse and validate it, and run the model in a thread pool.
-Every error is a JSON `{"error": "..."}` with a 4xx status; a catch-all handler
-answers anything unexpected with a sanitized 500 and logs the traceback.
+The inference routes (`POST ...:predict|classify|regress`) are answered by a thin
+ASGI front (`InferenceRoutes`) before FastAPI's routing, middleware and dependency
+machinery; FastAPI serves everything else and documents every route. A request's
+body is read under a byte limit, parsed (orjson when installed, the standard
+library for what orjson refuses, such as NaN), validated against the signature,
+run, and encoded. Small bodies for signatures whose calls are fast run on the
+event loop; everything else runs in a thread pool, so a big request never blocks
+the loop. Every error is a JSON `{"error": "..."}` with a 4xx status; anything
+unexpected gets a sanitized 500 and its traceback is logged.
 """
 
 import asyncio
@@ -17,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import compile_path
 
 from kerasdl.serving import codec
 from kerasdl.serving.codec import RequestError
@@ -27,6 +33,10 @@ logger = logging.getLogger("kerasdl.serving")
 
 # Bodies below this are parsed on the event loop; bigger ones in the thread pool.
 INLINE_PARSE_BYTES = 64 * 1024
+# A small request runs on the event loop, without two thread hand-offs, when its
+# signature's calls have been taking less than this (see `Signature.seconds`).
+INLINE_RUN_SECONDS = 0.002
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 _TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 
 _PREDICT_BODY = {
@@ -77,12 +87,31 @@ def _may_have_bools(body):
 
 
 async def read_body(request, limit):
+    """The body of a Starlette `Request` (see `read_body_from`)."""
+    return await read_body_from(request.headers, request.stream(), limit)
+
+
+async def _receive_chunks(receive):
+    """An ASGI request's body chunks, as `Request.stream()` gives them."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            return
+
+
+async def read_body_from(headers, chunks, limit):
     """The request body, inflated if gzip, refusing (413) anything over `limit` bytes.
 
+    `headers` maps lower-case names to values; `chunks` iterates the raw body.
     Content-Length is checked before reading; the stream is counted as it arrives;
     gzip is inflated chunk by chunk with `max_length`, so a bomb stops at the limit.
     """
-    length = request.headers.get("content-length")
+    length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise RequestError("Invalid Content-Length header")
@@ -90,7 +119,7 @@ async def read_body(request, limit):
             raise RequestError(
                 f"Request body of {length} bytes is over the {limit}-byte limit", 413
             )
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", ""):
         raise RequestError(
             f"Unsupported Content-Encoding {encoding!r}; use gzip or none", 415
@@ -98,7 +127,7 @@ async def read_body(request, limit):
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     parts, received, size = [], 0, 0
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             received += len(chunk)
             if received > limit:
                 raise RequestError(f"Request body is over the {limit}-byte limit", 413)
@@ -122,11 +151,21 @@ async def read_body(request, limit):
         raise RequestError("Client disconnected while sending the body")
     if inflater is not None and not inflater.eof:
         raise RequestError("Invalid gzip body: truncated stream")
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _asgi_headers(scope):
+    """The request headers as {lower-case name: first value}, like Starlette's."""
+    headers = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").lower()
+        if key not in headers:
+            headers[key] = value.decode("latin-1")
+    return headers
 
 
 class ServingApp:
-    """Builds the FastAPI app over a `ModelManager`.
+    """Builds the ASGI app over a `ModelManager`.
 
     Args:
         manager: the `ModelManager` holding the models.
@@ -134,16 +173,26 @@ class ServingApp:
         metrics: a `Metrics` collector.
         max_body_bytes: largest request body (after gzip inflation). Defaults to 32 MiB.
         batcher: optional `Batcher` for predict calls. Defaults to None (no batching).
+        inline_run_seconds: a request whose body is at most 64 KiB runs on the event
+            loop when its signature's recent calls took less than this; 0 always
+            uses the thread pool. Defaults to 0.002.
     """
 
     def __init__(
-        self, manager, executor, metrics, max_body_bytes=32 << 20, batcher=None
+        self,
+        manager,
+        executor,
+        metrics,
+        max_body_bytes=32 << 20,
+        batcher=None,
+        inline_run_seconds=INLINE_RUN_SECONDS,
     ):
         self.manager = manager
         self.executor = executor
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.batcher = batcher
+        self.inline_run_seconds = inline_run_seconds
 
     # --- request handling -------------------------------------------------------
 
@@ -211,7 +260,24 @@ class ServingApp:
             outputs = await loop.run_in_executor(self.executor, signature.run, inputs)
         return codec.dumps(codec.encode_predict(outputs, row_format))
 
-    async def call_model(self, request, name, version, label, method):
+    def _runs_inline(self, servable, data):
+        """True when the signature this request names is known to be quick."""
+        name = data.get("signature_name", DEFAULT_SIGNATURE)
+        signature = servable.signatures.get(name) if isinstance(name, str) else None
+        seconds = None if signature is None else signature.seconds
+        return seconds is not None and seconds < self.inline_run_seconds
+
+    async def infer(self, headers, chunks, name, version, label, method):
+        """Answers one inference request: `(HTTP status, JSON payload bytes)`.
+
+        Args:
+            headers: the request headers, `{lower-case name: value}`.
+            chunks: async iterator over the raw request body.
+            name: the model name from the URL.
+            version: the version from the URL, or None.
+            label: the version label from the URL, or None.
+            method: `"predict"`, `"classify"` or `"regress"`.
+        """
         started = time.perf_counter()
         status = 500
         try:
@@ -220,56 +286,72 @@ class ServingApp:
                     f"Unknown method ':{method[:40]}'; use :predict, :classify or :regress"
                 )
             servable = self.manager.servable(name, self._version(version), label)
-            body = await read_body(request, self.max_body_bytes)
+            body = await read_body_from(headers, chunks, self.max_body_bytes)
+            small = len(body) <= INLINE_PARSE_BYTES
             loop = asyncio.get_running_loop()
             if self.batcher is not None and method == "predict":
-                if len(body) > INLINE_PARSE_BYTES:
+                if small:
+                    data = codec.parse_json(body)
+                else:
                     data = await loop.run_in_executor(
                         self.executor, codec.parse_json, body
                     )
-                else:
-                    data = codec.parse_json(body)
                 payload = await self._batched(servable, body, data)
+            elif small:
+                data = codec.parse_json(body)
+                if self._runs_inline(servable, data):
+                    payload = self._handle_sync(servable, body, data, method)
+                else:
+                    payload = await loop.run_in_executor(
+                        self.executor, self._handle_sync, servable, body, data, method
+                    )
             else:
-                data = (
-                    None if len(body) > INLINE_PARSE_BYTES else codec.parse_json(body)
-                )
                 payload = await loop.run_in_executor(
-                    self.executor, self._handle_sync, servable, body, data, method
+                    self.executor, self._handle_sync, servable, body, None, method
                 )
             status = 200
-            return Response(payload, media_type="application/json")
+            return status, payload
         except Exception as error:  # noqa: BLE001 - mapped to a status below
-            response = self._error_response(error)
-            status = response.status_code
-            return response
+            status, payload = self._error_payload(error)
+            return status, payload
         finally:
             self.metrics.observe_request(
                 name, method, status, time.perf_counter() - started
             )
 
+    async def call_model(self, request, name, version, label, method):
+        """`infer` for a Starlette `Request` (FastAPI's routes)."""
+        status, payload = await self.infer(
+            request.headers, request.stream(), name, version, label, method
+        )
+        return Response(payload, status_code=status, media_type="application/json")
+
     def _error_response(self, error):
+        status, payload = self._error_payload(error)
+        return Response(payload, status_code=status, media_type="application/json")
+
+    def _error_payload(self, error):
+        """An exception as `(status, {"error": ...} bytes)`; logs unexpected ones."""
         import tensorflow as tf
 
         if isinstance(error, RequestError):
-            return _error(str(error), error.status)
-        if isinstance(error, NotFoundError):
-            return _error(str(error), 404)
-        if isinstance(error, RecursionError):
-            return _error("Request is nested too deeply", 400)
-        if isinstance(
+            status, message = error.status, str(error)
+        elif isinstance(error, NotFoundError):
+            status, message = 404, str(error)
+        elif isinstance(error, RecursionError):
+            status, message = 400, "Request is nested too deeply"
+        elif isinstance(
             error, (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError)
-        ):
-            return _error(_tf_message(error), 400)
-        if (
+        ) or (
             isinstance(error, (ValueError, TypeError))
             and "tensorflow" in type(error).__module__
         ):
-            return _error(_tf_message(error), 400)
-        logger.error("request failed", exc_info=error)
-        return _error(
-            "Internal error while serving the request (see the server log)", 500
-        )
+            status, message = 400, _tf_message(error)
+        else:
+            logger.error("request failed", exc_info=error)
+            status = 500
+            message = "Internal error while serving the request (see the server log)"
+        return status, codec.dumps({"error": message})
 
     async def _lookup(self, name, api, function):
         started = time.perf_counter()
@@ -419,4 +501,64 @@ class ServingApp:
                 "Internal error while serving the request (see the server log)", 500
             )
 
-        return app
+        return InferenceRoutes(self, app)
+
+
+# Starlette's patterns for the three inference routes, in FastAPI's order.
+_CALL_PATTERNS = [
+    compile_path(path)[0]
+    for path in (
+        "/v1/models/{model_name}:{method}",
+        "/v1/models/{model_name}/versions/{version}:{method}",
+        "/v1/models/{model_name}/labels/{label}:{method}",
+    )
+]
+
+
+class InferenceRoutes:
+    """ASGI front: answers `POST` inference URLs itself, passes the rest to `app`.
+
+    The inference routes skip FastAPI's middleware stack, routing and parameter
+    binding (the handlers need none of it); the answers are the same as the
+    FastAPI routes give, which remain registered for the OpenAPI schema.
+
+    Args:
+        serving: the `ServingApp` whose `infer` answers inference requests.
+        app: the FastAPI app for everything else (and the lifespan).
+    """
+
+    def __init__(self, serving, app):
+        self.serving = serving
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            for pattern in _CALL_PATTERNS:
+                match = pattern.match(path)
+                if match is not None:
+                    await self._infer(scope, receive, send, match.groupdict())
+                    return
+        await self.app(scope, receive, send)
+
+    async def _infer(self, scope, receive, send, params):
+        status, payload = await self.serving.infer(
+            _asgi_headers(scope),
+            _receive_chunks(receive),
+            params["model_name"],
+            params.get("version"),
+            params.get("label"),
+            params["method"],
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", str(len(payload)).encode())]
+                + _JSON_HEADERS,
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})

@@ -22,8 +22,9 @@ class _Pending:
 class Batcher:
     """An adaptive batcher: concatenates queued requests along axis 0.
 
-    A request runs at once when a worker slot is free and nothing else is running,
-    so a lone client pays no waiting. While model calls are in flight, requests
+    A request runs as soon as the event loop has handled the requests that
+    arrived with it (those join its batch) when a worker slot is free and nothing
+    else is running, so a lone client pays no waiting. While model calls are in flight, requests
     queue; when a slot frees, up to `max_batch_size` queued rows (with the same
     servable, signature and per-row shapes) run as one call, after waiting at most
     `batch_timeout_micros` for more to arrive. Results are split back by row.
@@ -63,6 +64,7 @@ class Batcher:
         self.queues = {}  # key -> list[_Pending]
         self.running = 0
         self._wakeup = None
+        self._dispatch_scheduled = False
 
     @staticmethod
     def _key(servable, signature_name, inputs):
@@ -78,8 +80,16 @@ class Batcher:
             return await self._call(servable, signature_name, [pending], alone=True)
         key = self._key(servable, signature_name, inputs)
         self.queues.setdefault(key, []).append(pending)
-        self._dispatch()
+        if not self._dispatch_scheduled:
+            # After the callbacks already queued on the loop: requests that came
+            # in together are parsed and queued before the batch is cut.
+            self._dispatch_scheduled = True
+            loop.call_soon(self._scheduled_dispatch)
         return await pending.future
+
+    def _scheduled_dispatch(self):
+        self._dispatch_scheduled = False
+        self._dispatch()
 
     def _dispatch(self):
         loop = asyncio.get_running_loop()

@@ -12,9 +12,27 @@ import math
 
 import numpy as np
 
+try:  # optional: about 5x faster parsing; the standard library handles the rest
+    import orjson
+except ImportError:
+    orjson = None
+
 from kerasdl.serving.servable import CLASSIFY_METHOD, REGRESS_METHOD
 
 _MAX_DIMS = 32
+# orjson turns integers beyond 64 bits into floats. A body with a run of 19 or
+# more digits that is not a fraction goes to the standard library, which keeps
+# such integers exact (and so refusable). Found by mapping digits to "d", "." to
+# itself and every other byte to " ", then looking for " " + 19 "d"s.
+_DIGIT_CLASSES = bytes(
+    ord("d") if chr(i).isdigit() and i < 128 else i if i == ord(".") else ord(" ")
+    for i in range(256)
+)
+_LONG_INTEGER = b" " + b"d" * 19
+
+
+def _may_have_long_integers(body):
+    return _LONG_INTEGER in body.translate(_DIGIT_CLASSES)
 
 
 class RequestError(Exception):
@@ -26,9 +44,22 @@ class RequestError(Exception):
 
 
 def parse_json(body):
-    """Parses a request body into a JSON object (NaN and Infinity allowed, as TF Serving)."""
+    """Parses a request body into a JSON object (NaN and Infinity allowed, as TF Serving).
+
+    orjson, when installed, parses what it accepts; everything else (NaN and
+    Infinity, 19-digit and longer numbers, lone surrogates, very deep nesting,
+    every malformed body) goes to the standard library, whose results and error
+    messages are the reference.
+    """
     if not body:
         raise RequestError("JSON Parse error: the request body is empty")
+    if orjson is not None and not _may_have_long_integers(body):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None  # NaN, Infinity, big integers, deep nesting: see below
+        if isinstance(data, dict):
+            return data
     try:
         data = json.loads(body)
     except UnicodeDecodeError as error:

@@ -1,11 +1,17 @@
 """The training engine shared by every recipe: strategies, seeding, resumable
 checkpoints, learning curves and the model card.
 
-A recipe (see `recipes/image_classification.py`) reads as a story and calls these
-helpers; `kerasdl.export` writes the trained model out.
+A recipe (see `recipes/image_classification.py`, `recipes/text_classification.py`,
+`recipes/translation.py`) reads as a story and calls these helpers, its command line
+being `recipe_main`; `kerasdl.export` writes the trained model out.
 """
 
 from kerasdl.training import exit_codes  # noqa: F401
+from kerasdl.training.attention_map import plot_attention  # noqa: F401
+from kerasdl.training.bleu import (
+    BleuScore,  # noqa: F401
+    corpus_bleu,  # noqa: F401
+)
 from kerasdl.training.config_flags import (
     add_config_arguments,  # noqa: F401
     config_from_args,  # noqa: F401
@@ -18,6 +24,10 @@ from kerasdl.training.learning_curves import (
 from kerasdl.training.model_card import (
     build_model_card,  # noqa: F401
     device_description,  # noqa: F401
+)
+from kerasdl.training.recipe_main import (
+    fit_verbose,  # noqa: F401
+    recipe_main,  # noqa: F401
 )
 from kerasdl.training.reproducibility import (
     resumable_stream,  # noqa: F401

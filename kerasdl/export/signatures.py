@@ -1,0 +1,98 @@
+"""Versioned, atomic export of any set of signatures (e.g. strings in, strings out).
+
+`export_signatures` writes the same layout as `kerasdl.export.export_saved_model`
+(`<base_dir>/<N>/` with `assets.extra/model_card.json`, written into `.tmp-<uuid>`,
+checked, then renamed into place by `rename_into_place`), but the caller chooses the
+endpoints: a text classifier's `serving_default(text)`, a translator's
+`beam_decode` and `greedy_decode`, ...
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from kerasdl.export.saved_model import (
+    MODEL_CARD_PATH,
+    check_weights_finite,
+    rename_into_place,
+)
+
+
+def export_signatures(
+    track: Sequence,
+    base_dir: str | os.PathLike,
+    endpoints: Mapping[str, tuple[Callable, list]],
+    *,
+    model_card: Mapping | None = None,
+    verify: Callable[[str], None] | None = None,
+    extra_assets: Mapping[str, str | os.PathLike | None] | None = None,
+) -> str:
+    """Writes `<base_dir>/<N>/` (next free N) with the given signatures.
+
+    The SavedModel is written into `<base_dir>/.tmp-<uuid>`, the model card put in
+    `assets.extra/model_card.json`, `verify(tmp_dir)` called (it should reload the
+    SavedModel and raise `ExportError` on a mismatch), and only then renamed into
+    place; nothing is left behind on failure.
+
+    Args:
+        track: Keras layers and models whose variables the endpoints use.
+        base_dir: the model's directory, e.g. `saved_models/rnn_intent`. Created if
+            missing.
+        endpoints: signature name -> `(function, input_signature)`, as
+            `keras.export.ExportArchive.add_endpoint` takes them.
+        model_card: JSON-serialisable dict. Defaults to `None` (an empty card).
+        verify: check run on the written directory before publishing. Defaults to
+            `None` (no check).
+        extra_assets: `{file name: source path}` copied into `assets.extra/`;
+            missing sources are skipped. Defaults to `None`.
+
+    Returns:
+        The published version's path, `<base_dir>/<N>`.
+
+    Raises:
+        ExportError: a tracked weight is not finite, or `verify` raised it.
+
+    Example:
+
+    ```python
+    spec = [tf.TensorSpec([None], tf.string, name="text")]
+    export_signatures(
+        [model],
+        "saved_models/echo",
+        {"serving_default": (lambda text: {"text": text}, spec)},
+    )
+    ```
+    """
+    import keras
+
+    for item in track:
+        check_weights_finite(item)
+    base_dir = Path(base_dir)
+    base_dir.mkdir(parents=True, exist_ok=True)
+    tmp_dir = base_dir / f".tmp-{uuid.uuid4().hex}"
+    try:
+        archive = keras.export.ExportArchive()
+        for item in track:
+            archive.track(item)
+        for name, (function, input_signature) in endpoints.items():
+            archive.add_endpoint(name, function, input_signature=input_signature)
+        archive.write_out(str(tmp_dir), verbose=False)
+        (tmp_dir / "assets.extra").mkdir(exist_ok=True)
+        with open(tmp_dir / MODEL_CARD_PATH, "w") as file:
+            json.dump(
+                dict(model_card or {}), file, indent=2, sort_keys=True, default=str
+            )
+        for name, source in (extra_assets or {}).items():
+            if source and os.path.exists(source):
+                shutil.copyfile(source, tmp_dir / "assets.extra" / name)
+        if verify is not None:
+            verify(str(tmp_dir))
+        return rename_into_place(tmp_dir, base_dir).path
+    finally:
+        if tmp_dir.exists():
+            shutil.rmtree(tmp_dir, ignore_errors=True)
