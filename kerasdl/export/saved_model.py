@@ -25,8 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -108,13 +106,10 @@ def export_saved_model(
         ExportError: the weights are not finite, or the reloaded model disagrees with
             the in-memory one (nothing is left behind in either case).
     """
-    import keras
     import tensorflow as tf
 
-    check_weights_finite(model)
-    base_dir = Path(base_dir)
-    base_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = base_dir / f".tmp-{uuid.uuid4().hex}"
+    from kerasdl.export.signatures import export_signatures
+
     model_dtype = tf.as_dtype(model.inputs[0].dtype if model.inputs else "float32")
     spec = tf.TensorSpec([None, *input_shape], tf.as_dtype(input_dtype), name="images")
 
@@ -130,28 +125,22 @@ def export_saved_model(
             "class_id": tf.argmax(probabilities, axis=-1, output_type=tf.int64),
         }
 
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint("serving_default", serving_default, input_signature=[spec])
-        archive.add_endpoint("serve", probabilities_fn, input_signature=[spec])
-        archive.write_out(str(tmp_dir), verbose=False)
-
-        assets_dir = tmp_dir / "assets.extra"
-        assets_dir.mkdir(exist_ok=True)
-        with open(tmp_dir / MODEL_CARD_PATH, "w") as f:
-            json.dump(dict(model_card or {}), f, indent=2, sort_keys=True, default=str)
-        for name, source in (extra_assets or {}).items():
-            if source and os.path.exists(source):
-                shutil.copyfile(source, assets_dir / name)
-
-        if verification_images is None:
-            verification_images = _random_images(input_shape, input_dtype)
-        _verify(model, tmp_dir, verification_images, probabilities_fn, atol)
-        return rename_into_place(tmp_dir, base_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+    if verification_images is None:
+        verification_images = _random_images(input_shape, input_dtype)
+    path = export_signatures(
+        [model],
+        base_dir,
+        {
+            "serving_default": (serving_default, [spec]),
+            "serve": (probabilities_fn, [spec]),
+        },
+        model_card=model_card,
+        verify=lambda tmp_dir: _verify(
+            model, tmp_dir, verification_images, probabilities_fn, atol
+        ),
+        extra_assets=extra_assets,
+    )
+    return ExportResult(path=path, version=int(Path(path).name))
 
 
 def load_model_card(export_path: str | os.PathLike) -> dict:

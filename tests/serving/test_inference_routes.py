@@ -27,7 +27,7 @@ def apps(tmp_path_factory):
     manager.poll()
     executor = concurrent.futures.ThreadPoolExecutor(2)
     metrics = Metrics(["dense"])
-    serving = ServingApp(manager, executor, metrics, max_body_bytes=100_000)
+    serving = ServingApp(manager, executor, metrics, max_body_bytes=1_000_000)
     front = serving.build()
     yield front, front.app, serving, metrics
     executor.shutdown()
@@ -53,7 +53,8 @@ CASES = [
     ("/v1/models/dense/versions/x:predict", "{}", {}),
     ("/v1/models/dense/labels/nope:predict", "{}", {}),
     ("/v1/models/nope:predict", "{}", {}),
-    ("/v1/models/dense:predict", "[" + "1," * 60_000 + "1]", {}),
+    ("/v1/models/dense:predict", "[" + "1," * 60_000 + "1]", {}),  # thread pool
+    ("/v1/models/dense:predict", "[" + "1," * 600_000 + "1]", {}),  # 413
     ("/v1/models/dense:predict", "{}", {"Content-Encoding": "br"}),
     (
         "/v1/models/dense:predict",
