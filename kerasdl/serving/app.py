@@ -280,6 +280,7 @@ class ServingApp:
         """
         started = time.perf_counter()
         status = 500
+        self.metrics.request_started(name)
         try:
             if method not in ("predict", "classify", "regress"):
                 raise NotFoundError(
@@ -315,6 +316,7 @@ class ServingApp:
             status, payload = self._error_payload(error)
             return status, payload
         finally:
+            self.metrics.request_finished(name)
             self.metrics.observe_request(
                 name, method, status, time.perf_counter() - started
             )

@@ -63,6 +63,19 @@ class Metrics:
         self.requests = {}  # (model, api, code) -> count
         self.latency = {}  # (model, api) -> _Histogram
         self.batch_sizes = {}  # model -> _Histogram
+        self.in_flight = {}  # model -> requests accepted and not yet answered
+
+    def request_started(self, model):
+        """Counts a request the server has accepted and is working on."""
+        model = self._model(model)
+        with self._lock:
+            self.in_flight[model] = self.in_flight.get(model, 0) + 1
+
+    def request_finished(self, model):
+        """Ends a `request_started` once its answer is ready."""
+        model = self._model(model)
+        with self._lock:
+            self.in_flight[model] -= 1
 
     def _model(self, name):
         return name if name in self.model_names else ""
@@ -101,6 +114,14 @@ class Metrics:
                 lines += histogram.lines(
                     "kerasdl_serving_request_latency_seconds",
                     [("model_name", model), ("api", api)],
+                )
+            lines += [
+                "# HELP kerasdl_serving_requests_in_flight Inference requests accepted and not yet answered.",
+                "# TYPE kerasdl_serving_requests_in_flight gauge",
+            ]
+            for model, count in sorted(self.in_flight.items()):
+                lines.append(
+                    f"kerasdl_serving_requests_in_flight{_labels([('model_name', model)])} {count}"
                 )
             lines += [
                 "# HELP kerasdl_serving_batch_size Rows per batched model call.",

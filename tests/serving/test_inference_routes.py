@@ -95,6 +95,15 @@ def test_front_counts_requests_in_metrics(apps):
     front, _, _, metrics = apps
     _post(front, "/v1/models/dense:predict", '{"instances": [[1, 2, 3, 4]]}')
     assert metrics.requests[("dense", "predict", "200")] >= 1
+    assert set(metrics.in_flight.values()) == {0}
+
+
+def test_in_flight_gauge_counts_requests_until_answered():
+    metrics = Metrics(["dense"])
+    metrics.request_started("dense")
+    metrics.request_started("dense")
+    metrics.request_finished("dense")
+    assert 'kerasdl_serving_requests_in_flight{model_name="dense"} 1' in metrics.render()
 
 
 def test_front_passes_other_routes_to_fastapi(apps):
