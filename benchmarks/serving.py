@@ -223,7 +223,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(base, batching, log, checkout=REPO):
+def start_server(base, batching, log, checkout=REPO, extra_flags=()):
     port = free_port()
     flags = [
         f"--rest_api_port={port}",
@@ -236,6 +236,7 @@ def start_server(base, batching, log, checkout=REPO):
             "--max_batch_size=32",
             "--batch_timeout_micros=1000",
         ]
+    flags += list(extra_flags)
     env = {**os.environ, "PYTHONPATH": checkout}
     process = subprocess.Popen(
         [sys.executable, "-m", "kerasdl.serving", *flags, "--log_level=WARNING"],
@@ -267,6 +268,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=1, help="rounds per level")
     parser.add_argument(
         "--baseline", help="another checkout to serve from, alternated with this one"
+    )
+    parser.add_argument(
+        "--server_flag",
+        action="append",
+        default=[],
+        help="extra flag for this checkout's server (repeatable), e.g. "
+        "--server_flag=--tensorflow_intra_op_parallelism=1",
     )
     parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -316,7 +324,8 @@ def main(argv=None):
             for side, checkout in sides.items():
                 log = open(os.path.join(workdir, f"server-{side}-{mode}.log"), "wb")  # noqa: SIM115
                 logs.append(log)
-                servers[side] = start_server(base, mode == "on", log, checkout)
+                extra = args.server_flag if side == "this" else ()
+                servers[side] = start_server(base, mode == "on", log, checkout, extra)
                 load(servers[side][1], body_path, 200, 8)  # warm-up
             for concurrency in args.concurrency:
                 results = {side: [] for side in sides}
