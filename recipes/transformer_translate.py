@@ -4,7 +4,8 @@
 
 Tatoeba fra-eng pairs with at most 10 English words, test sentences held out by
 English sentence. 2 kerasdl `TransformerEncoder` + 2 `TransformerDecoder` blocks
-(d=256, 4 heads), teacher forcing with `model.fit`, linear warm-up then cosine decay;
+(d=128, 4 heads, 512-wide feed-forward), teacher forcing with `model.fit`, linear
+warm-up then cosine decay;
 greedy and beam decoding through `kerasdl.decoding`; BLEU (sacrebleu) on the test
 split, sample translations, `<workdir>/attention.png` (last block's cross-attention).
 The export maps raw English strings to French strings: `serving_default` (beam
@@ -21,15 +22,16 @@ from recipes.translation import (
 CONFIG = TranslationConfig(
     model="transformer",
     dataset="fra_eng",
-    epochs=15,
+    epochs=9,  # ~3 min each on 2 CPU cores
     batch_size=64,
     learning_rate=1e-3,
-    warmup_steps=1000,
-    hidden_dim=256,
+    warmup_steps=500,
+    max_tokens=8000,
+    hidden_dim=128,
     num_layers=2,
     num_heads=4,
     intermediate_dim=512,
-    dropout=0.2,
+    dropout=0.1,
     beam_size=4,
     length_penalty_alpha=0.6,
 )

@@ -169,6 +169,19 @@ def train_and_evaluate(
         target_out = target_ids[:, 1:]
         return inputs, target_out, tf.cast(tf.not_equal(target_out, 0), tf.float32)
 
+    def trim(inputs, target_out, weights):
+        # Drop the padding columns no sentence in this batch reaches.
+        source_length = ops_max_length(inputs["source"])
+        target_length = ops_max_length(target_out)
+        inputs = {
+            "source": inputs["source"][:, :source_length],
+            "target_in": inputs["target_in"][:, :target_length],
+        }
+        return inputs, target_out[:, :target_length], weights[:, :target_length]
+
+    def ops_max_length(ids):
+        return tf.reduce_max(tf.reduce_sum(tf.cast(tf.not_equal(ids, 0), tf.int32), 1))
+
     def pipeline(dataset, training_split):
         if training_split:
             dataset = dataset.shuffle(
@@ -176,9 +189,19 @@ def train_and_evaluate(
                 seed=config.seed,
                 reshuffle_each_iteration=True,
             )
-        dataset = dataset.batch(config.batch_size).map(
-            to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE
+        # Batches of sentences of similar length, padded to their own longest:
+        # on short Tatoeba sentences this halves the work of a fixed-length batch.
+        boundaries = [4, 6, 8, 10, 12, 15]
+        dataset = dataset.bucket_by_sequence_length(
+            lambda sources, targets: tf.size(
+                tf.strings.split(standardize_text(targets))
+            ),
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[config.batch_size] * (len(boundaries) + 1),
         )
+        dataset = dataset.map(
+            to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE
+        ).map(trim, num_parallel_calls=tf.data.AUTOTUNE)
         return (
             dataset.cache().prefetch(tf.data.AUTOTUNE)
             if not training_split
@@ -221,7 +244,10 @@ def train_and_evaluate(
         )
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        # Mean over real target tokens, whatever the batch's padded length.
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"
+        ),
         weighted_metrics=["accuracy"],  # Token accuracy on real (unpadded) tokens.
     )
 
