@@ -206,6 +206,7 @@ def train_and_evaluate(
         epochs=config.epochs,
         initial_epoch=initial_epoch,
         callbacks=callbacks,
+        shuffle=False,  # The tf.data pipeline shuffles each epoch.
         verbose=training.fit_verbose(config.verbose),
     )
     training_seconds = time.perf_counter() - start

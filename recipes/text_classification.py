@@ -197,6 +197,7 @@ def train_and_evaluate(
         validation_data=validation,
         epochs=config.epochs,
         callbacks=callbacks,
+        shuffle=False,  # The tf.data pipeline shuffles each epoch.
         verbose=training.fit_verbose(config.verbose),
     )
     training_seconds = time.perf_counter() - start

@@ -199,6 +199,10 @@ def train_and_evaluate(
             bucket_boundaries=boundaries,
             bucket_batch_sizes=[config.batch_size] * (len(boundaries) + 1),
         )
+        # Each bucket's batch count is fixed whatever the shuffle: state it, so fit
+        # knows the epoch's length (progress bar, no "ran out of data" warning).
+        batches = int(dataset.reduce(0, lambda count, _: count + 1))
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
         dataset = dataset.map(
             to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE
         ).map(trim, num_parallel_calls=tf.data.AUTOTUNE)
@@ -233,7 +237,7 @@ def train_and_evaluate(
             )
     except ValueError as error:
         raise training.UsageError(error) from None
-    steps_per_epoch = max(1, -(-data.num_examples["train"] // config.batch_size))
+    steps_per_epoch = int(train.cardinality())
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
@@ -271,6 +275,7 @@ def train_and_evaluate(
         validation_data=validation,
         epochs=config.epochs,
         callbacks=callbacks,
+        shuffle=False,  # The tf.data pipeline shuffles each epoch.
         verbose=training.fit_verbose(config.verbose),
     )
     training_seconds = time.perf_counter() - start
