@@ -15,9 +15,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-from kerasdl import callbacks  # noqa: E402,F401
-from kerasdl import layers  # noqa: E402,F401
-from kerasdl import regularizers  # noqa: E402,F401
+from kerasdl import (
+    callbacks,  # noqa: F401
+    layers,  # noqa: F401
+    regularizers,  # noqa: F401
+)
 
 _SUBPACKAGES = (
     "callbacks",

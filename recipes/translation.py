@@ -203,9 +203,9 @@ def train_and_evaluate(
         # knows the epoch's length (progress bar, no "ran out of data" warning).
         batches = int(dataset.reduce(0, lambda count, _: count + 1))
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-        dataset = dataset.map(
-            to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE
-        ).map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(to_model_inputs, num_parallel_calls=tf.data.AUTOTUNE).map(
+            trim, num_parallel_calls=tf.data.AUTOTUNE
+        )
         return (
             dataset.cache().prefetch(tf.data.AUTOTUNE)
             if not training_split

@@ -91,22 +91,26 @@ def run_layer_test(
             )
 
     # Weight counts.
-    if expected_num_trainable_weights is not None:
-        if len(layer.trainable_weights) != expected_num_trainable_weights:
-            raise AssertionError(
-                f"{len(layer.trainable_weights)} trainable weights, expected "
-                f"{expected_num_trainable_weights}"
-            )
-    if expected_num_non_trainable_weights is not None:
-        if len(layer.non_trainable_weights) != expected_num_non_trainable_weights:
-            raise AssertionError(
-                f"{len(layer.non_trainable_weights)} non-trainable weights, "
-                f"expected {expected_num_non_trainable_weights}"
-            )
+    if (
+        expected_num_trainable_weights is not None
+        and len(layer.trainable_weights) != expected_num_trainable_weights
+    ):
+        raise AssertionError(
+            f"{len(layer.trainable_weights)} trainable weights, expected "
+            f"{expected_num_trainable_weights}"
+        )
+    if (
+        expected_num_non_trainable_weights is not None
+        and len(layer.non_trainable_weights) != expected_num_non_trainable_weights
+    ):
+        raise AssertionError(
+            f"{len(layer.non_trainable_weights)} non-trainable weights, "
+            f"expected {expected_num_non_trainable_weights}"
+        )
 
     # Config round trip: every constructor argument survives.
     config = layer.get_config()
-    for key, value in init_kwargs.items():
+    for key in init_kwargs:
         if key not in config:
             raise AssertionError(f"get_config() lacks constructor argument {key!r}")
     revived = layer_cls.from_config(config)
@@ -150,8 +154,9 @@ def run_layer_test(
             before = [_as_numpy(w).copy() for w in trainable]
             model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
             target = _random_inputs(tuple(model.output.shape), "float32", seed=1)
-            history = model.fit(x, target, batch_size=input_shape[0], epochs=1,
-                                verbose=0)
+            history = model.fit(
+                x, target, batch_size=input_shape[0], epochs=1, verbose=0
+            )
             if not np.isfinite(history.history["loss"][0]):
                 raise AssertionError("Training loss is not finite")
             after = [_as_numpy(w) for w in trainable]

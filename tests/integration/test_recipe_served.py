@@ -83,7 +83,7 @@ def test_status_and_metadata_describe_the_recipe_signature(server):
 def test_rest_predictions_match_the_saved_model_in_process(server, lenet_export):
     export = lenet_export / "1"
     card = json.loads((export / "assets.extra" / "model_card.json").read_text())
-    images, labels = load_test_split(card)
+    images, _ = load_test_split(card)
     images = images[:16]
     expected = tf.saved_model.load(str(export)).signatures["serving_default"](
         images=tf.constant(images)
@@ -105,7 +105,9 @@ def test_rest_predictions_match_the_saved_model_in_process(server, lenet_export)
         f"{server}:predict", json={"inputs": {"images": images.tolist()}}, timeout=30
     )
     assert columns.status_code == 200, columns.text
-    assert columns.json()["outputs"]["class_id"] == expected["class_id"].numpy().tolist()
+    assert (
+        columns.json()["outputs"]["class_id"] == expected["class_id"].numpy().tolist()
+    )
 
 
 def test_wrong_image_shape_is_a_400_naming_the_input(server):

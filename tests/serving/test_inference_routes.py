@@ -103,7 +103,9 @@ def test_in_flight_gauge_counts_requests_until_answered():
     metrics.request_started("dense")
     metrics.request_started("dense")
     metrics.request_finished("dense")
-    assert 'kerasdl_serving_requests_in_flight{model_name="dense"} 1' in metrics.render()
+    assert (
+        'kerasdl_serving_requests_in_flight{model_name="dense"} 1' in metrics.render()
+    )
 
 
 def test_front_passes_other_routes_to_fastapi(apps):

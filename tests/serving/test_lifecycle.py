@@ -14,7 +14,9 @@ from conftest import ServerProcess, export_dense, publish
 
 def in_flight(server):
     text = requests.get(f"{server.url}/monitoring/prometheus/metrics", timeout=30).text
-    match = re.search(r'kerasdl_serving_requests_in_flight\{model_name="dense"\} (\d+)', text)
+    match = re.search(
+        r'kerasdl_serving_requests_in_flight\{model_name="dense"\} (\d+)', text
+    )
     return int(match.group(1)) if match else 0
 
 
