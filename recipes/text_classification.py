@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
 
 from kerasdl.training.recipe_main import recipe_main
@@ -93,8 +92,6 @@ def train_and_evaluate(
     from sklearn.metrics import f1_score
 
     from kerasdl import training
-    from kerasdl.callbacks.early_stopping import EarlyStopping
-    from kerasdl.callbacks.terminate_on_non_finite_loss import TerminateOnNonFiniteLoss
     from kerasdl.data.text_classification import load_text_dataset
     from kerasdl.export import export_text_classifier, model_directory
     from kerasdl.models.text_classifier import (
@@ -178,30 +175,17 @@ def train_and_evaluate(
         train, validation = train.map(one_hot), validation.map(one_hot)
 
     # Train ------------------------------------------------------------------------
-    early_stopping = EarlyStopping(
-        monitor="val_loss",
-        patience=config.early_stopping_patience,
-        restore_best_weights=True,
-        verbose=1,
-    )
-    log_path = os.path.join(workdir, "training_log.csv")
-    callbacks = [
-        TerminateOnNonFiniteLoss(),
-        early_stopping,
-        keras.callbacks.CSVLogger(log_path),
-        *training.tensorboard_callbacks(os.path.join(workdir, "tensorboard")),
-    ]
-    start = time.perf_counter()
-    history = model.fit(
+    run = training.fit_with_early_stopping(
+        model,
         train,
-        validation_data=validation,
+        validation,
         epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # The tf.data pipeline shuffles each epoch.
-        verbose=training.fit_verbose(config.verbose),
+        patience=config.early_stopping_patience,
+        workdir=workdir,
+        verbose=config.verbose,
     )
-    training_seconds = time.perf_counter() - start
-    epochs_run = len(history.epoch)
+    history, early_stopping, log_path = run.history, run.early_stopping, run.log_path
+    training_seconds, epochs_run = run.seconds, run.epochs_run
 
     # Evaluate: accuracy, and F1 (binary: of the positive class; else macro) ----------
     texts, labels = zip(*[(x.numpy(), y.numpy()) for x, y in test])

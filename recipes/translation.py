@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from dataclasses import dataclass, field
 
 from kerasdl.export.translator import END, START, Translator
@@ -109,8 +108,6 @@ def train_and_evaluate(
     import tensorflow as tf
 
     from kerasdl import training
-    from kerasdl.callbacks.early_stopping import EarlyStopping
-    from kerasdl.callbacks.terminate_on_non_finite_loss import TerminateOnNonFiniteLoss
     from kerasdl.data.text_translation import load_translation_dataset, standardize_text
     from kerasdl.export import export_translator, model_directory
     from kerasdl.models.seq2seq import Seq2SeqAttention
@@ -256,30 +253,17 @@ def train_and_evaluate(
     )
 
     # Train with teacher forcing -------------------------------------------------------------
-    early_stopping = EarlyStopping(
-        monitor="val_loss",
-        patience=config.early_stopping_patience,
-        restore_best_weights=True,
-        verbose=1,
-    )
-    log_path = os.path.join(workdir, "training_log.csv")
-    callbacks = [
-        TerminateOnNonFiniteLoss(),
-        early_stopping,
-        keras.callbacks.CSVLogger(log_path),
-        *training.tensorboard_callbacks(os.path.join(workdir, "tensorboard")),
-    ]
-    start = time.perf_counter()
-    history = model.fit(
+    run = training.fit_with_early_stopping(
+        model,
         train,
-        validation_data=validation,
+        validation,
         epochs=config.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # The tf.data pipeline shuffles each epoch.
-        verbose=training.fit_verbose(config.verbose),
+        patience=config.early_stopping_patience,
+        workdir=workdir,
+        verbose=config.verbose,
     )
-    training_seconds = time.perf_counter() - start
-    epochs_run = len(history.epoch)
+    history, log_path = run.history, run.log_path
+    training_seconds, epochs_run = run.seconds, run.epochs_run
 
     # Decode the test split, BLEU --------------------------------------------------------------
     translator = Translator(

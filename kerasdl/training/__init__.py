@@ -17,6 +17,10 @@ from kerasdl.training.config_flags import (
     config_from_args,  # noqa: F401
 )
 from kerasdl.training.exit_codes import UsageError  # noqa: F401
+from kerasdl.training.fit_run import (
+    FitRun,  # noqa: F401
+    fit_with_early_stopping,  # noqa: F401
+)
 from kerasdl.training.learning_curves import (
     plot_learning_curves,  # noqa: F401
     read_history,  # noqa: F401
