@@ -3,9 +3,11 @@
     python benchmarks/serving.py                       # 5,000 requests per level
     python benchmarks/serving.py --requests 1000 --concurrency 1 8
     python benchmarks/serving.py --baseline /path/to/other/checkout --rounds 3
+    python benchmarks/serving.py --workers 2 --modes off   # `kerasdl serve --workers 2`
 
 Exports a LeNet (kerasdl.models' builder when present, else an equivalent Keras
-LeNet), starts the server in a subprocess for each mode (batching off / on), and
+LeNet), starts the server in a subprocess for each mode (batching off / on) and
+worker count (`--workers`, default 1 and 2 server processes), and
 drives it from a second, TensorFlow-free client process: keep-alive HTTP/1.1
 connections sending batch-1 `:predict` requests, one blocking socket at
 concurrency 1 and asyncio connections above it (so the client is not the
@@ -188,13 +190,19 @@ def drive(port, body_path, total, concurrency):
 
 
 def cpu_seconds(pid):
-    """User + system CPU seconds of a process and its threads (Linux), else 0."""
+    """User + system CPU seconds of a process, its threads and its child processes
+    (Linux; `--workers` servers run in children), else 0."""
+    total = 0.0
     try:
         with open(f"/proc/{pid}/stat") as file:
             fields = file.read().rpartition(")")[2].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                total += sum(cpu_seconds(int(child)) for child in file.read().split())
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pass
+    return total
 
 
 def load(port, body_path, total, concurrency, pid=None):
@@ -223,13 +231,15 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(base, batching, log, checkout=REPO, extra_flags=()):
+def start_server(base, batching, log, checkout=REPO, extra_flags=(), workers=1):
     port = free_port()
     flags = [
         f"--rest_api_port={port}",
         "--model_name=lenet",
         f"--model_base_path={base}",
     ]
+    if workers > 1:
+        flags.append(f"--workers={workers}")
     if batching:
         flags += [
             "--enable_batching",
@@ -264,6 +274,13 @@ def main(argv=None):
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
         "--modes", nargs="+", default=["off", "on"], help="batching modes"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="server processes (`kerasdl serve --workers`) to measure, per mode",
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds per level")
     parser.add_argument(
@@ -317,15 +334,18 @@ def main(argv=None):
             )
 
     baseline_rows("before")
-    for mode in args.modes:
+    for mode, workers in [(m, w) for m in args.modes for w in args.workers]:
         servers = {}
         logs = []
         try:
             for side, checkout in sides.items():
-                log = open(os.path.join(workdir, f"server-{side}-{mode}.log"), "wb")  # noqa: SIM115
+                name = f"server-{side}-{mode}-{workers}.log"
+                log = open(os.path.join(workdir, name), "wb")  # noqa: SIM115
                 logs.append(log)
                 extra = args.server_flag if side == "this" else ()
-                servers[side] = start_server(base, mode == "on", log, checkout, extra)
+                servers[side] = start_server(
+                    base, mode == "on", log, checkout, extra, workers
+                )
                 load(servers[side][1], body_path, 200, 8)  # warm-up
             for concurrency in args.concurrency:
                 results = {side: [] for side in sides}
@@ -346,7 +366,7 @@ def main(argv=None):
                     errors = sum(s["errors"] for s in stats)
                     cpu = float(np.median([s["client_cpu_us"] for s in stats]))
                     server_cpu = float(np.median([s["server_cpu_us"] for s in stats]))
-                    label = f"HTTP {side}, batching {mode}"
+                    label = f"HTTP {side}, batching {mode}, {workers} worker{'s' * (workers > 1)}"
                     print(
                         f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f} {server_cpu:13.0f}",
                         flush=True,

@@ -91,7 +91,7 @@ class Signature:
             key: TensorInfo(key, info) for key, info in sorted(proto.outputs.items())
         }
         self.function = function
-        self.fast_function = None  # (concrete_function, input_order, output_keys)
+        self.fast_function = None  # (flat caller, input_order, flat output_keys)
         self._recent_seconds = collections.deque(maxlen=16)
         self.supported = all(i.is_dense for i in self.inputs.values()) and all(
             o.is_dense for o in self.outputs.values()
@@ -111,8 +111,9 @@ class Signature:
         }
 
     def _tensors(self, inputs):
+        # tf.constant: half the cost of tf.convert_to_tensor's dispatch for arrays.
         return {
-            key: tf.convert_to_tensor(value, dtype=self.inputs[key].dtype)
+            key: tf.constant(value, dtype=self.inputs[key].dtype)
             for key, value in inputs.items()
         }
 
@@ -130,22 +131,45 @@ class Signature:
         return result
 
     def _run_fast(self, inputs):
-        function, input_order, output_keys = self.fast_function
+        call, input_order, output_keys = self.fast_function
         tensors = self._tensors(inputs)
-        args = [tensors[key] for key in input_order]
-        call_flat = getattr(function, "_call_flat", None)
-        if call_flat is not None:
-            # What `ConcreteFunction.__call__` does once it has bound the arguments
-            # to its input signature; the request was validated against that
-            # signature already (TF internals: the public call is the fallback,
-            # and the load-time probe checks either way gives the same outputs).
-            outputs = call_flat(args, function.captured_inputs)
-        else:
-            outputs = function(*args)
-        if isinstance(outputs, dict):
-            return {key: outputs[key].numpy() for key in output_keys}
-        flat = tf.nest.flatten(outputs)
+        flat = call([tensors[key] for key in input_order])
         return {key: value.numpy() for key, value in zip(output_keys, flat)}
+
+
+def _flat_caller(function):
+    """`call(tensors) -> flat output tensors` for a loaded concrete function.
+
+    Runs the function's graph through the eager context with the captured
+    variables appended, which is what `ConcreteFunction.__call__` ends in once it
+    has bound arguments, checked for gradient tapes and resolved distributed
+    variables; none of that applies to a validated serving request, and skipping
+    it saves about a quarter of a small model's call. These are TensorFlow
+    internals: when they are missing, or a capture is not a plain tensor, the
+    public call is used (and the load-time probe checks either way).
+    """
+    atomic = getattr(function, "_inference_function", None)
+    context = getattr(atomic, "_bound_context", None)
+    name = getattr(atomic, "name", None)
+    function_type = getattr(atomic, "function_type", None)
+    captures = list(function.captured_inputs)
+    if (
+        context is not None
+        and name is not None
+        and function_type is not None
+        and all(isinstance(c, tf.Tensor) for c in captures)
+    ):
+        count = len(function_type.flat_outputs)
+
+        def call(tensors):
+            return context.call_function(name, tensors + captures, count)
+
+        return call
+
+    def call_public(tensors):
+        return tf.nest.flatten(function(*tensors))
+
+    return call_public
 
 
 def _probe_inputs(signature):
@@ -195,7 +219,8 @@ def _find_fast_path(loaded, signature):
         return None
     structured = function.structured_outputs
     if isinstance(structured, dict):
-        output_keys = list(structured)
+        # The flat outputs come in tf.nest's order of the dict's keys.
+        output_keys = tf.nest.flatten({key: key for key in structured})
     else:
         output_keys = [f"output_{i}" for i in range(len(tf.nest.flatten(structured)))]
     if sorted(output_keys) != sorted(signature.outputs):
@@ -203,7 +228,7 @@ def _find_fast_path(loaded, signature):
     probe = _probe_inputs(signature)
     if probe is None:
         return None
-    candidate = (function, input_order, output_keys)
+    candidate = (_flat_caller(function), input_order, output_keys)
     expected = signature.run_signature(probe)
     signature.fast_function = candidate
     try:

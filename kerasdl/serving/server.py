@@ -5,6 +5,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import socket
 import sys
 
 logger = logging.getLogger("kerasdl.serving")
@@ -47,6 +48,14 @@ def add_serve_arguments(parser):
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
         help="Largest request body, after gzip inflation; larger ones get 413 (default: %(default)s).",
+    )
+    http.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="Server processes sharing the port, each with its own copy of the models "
+        "(more throughput across cores; memory, metrics and version polling are "
+        "per process) (default: %(default)s).",
     )
     http.add_argument(
         "--num_inference_threads",
@@ -192,21 +201,10 @@ def build_app(args, configs):
     return serving.build(lifespan=lifespan), manager
 
 
-def run_from_args(args):
-    """Runs the server until SIGINT/SIGTERM; returns the exit code."""
+def _uvicorn_config(args, app, **kwargs):
     import uvicorn
 
-    _configure_logging(args.log_level)
-    try:
-        configs = model_configs_from_args(args)
-        _configure_tensorflow(args)
-    except (ValueError, OSError) as error:
-        logger.error("%s", error)
-        return 2
-    app, _ = build_app(args, configs)
-    for config in configs:
-        logger.info("serving model %s from %s", config.name, config.base_path)
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
         host=args.host,
         port=args.rest_api_port,
@@ -218,8 +216,158 @@ def run_from_args(args):
         http="auto",
         timeout_graceful_shutdown=args.graceful_shutdown_seconds,
         server_header=False,
+        **kwargs,
     )
-    server = uvicorn.Server(config)
+
+
+def _listening_socket(host, port, reuse_port):
+    """A TCP socket bound to host:port (SO_REUSEPORT when asked), not yet listening."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker_main(flags):
+    """One `--workers` process: its own models, app and SO_REUSEPORT socket."""
+    import uvicorn
+
+    args = argparse.Namespace(**flags)
+    _configure_logging(args.log_level)
+    configs = model_configs_from_args(args)
+    _configure_tensorflow(args)
+    app, _ = build_app(args, configs)
+    sock = _listening_socket(args.host, args.rest_api_port, reuse_port=True)
+    logger.info("worker %d serving %s", os.getpid(), [c.name for c in configs])
+    uvicorn.Server(_uvicorn_config(args, app)).run(sockets=[sock])
+
+
+def _run_workers(args):
+    """Runs `args.workers` server processes on one port; returns the exit code.
+
+    Each worker binds the port with SO_REUSEPORT, so the kernel spreads new
+    connections evenly over the workers (one shared listening socket lets the
+    busiest worker accept them all). A worker that dies is restarted; SIGTERM or
+    SIGINT is passed on to every worker, each of which finishes its in-flight
+    requests before it exits.
+    """
+    import multiprocessing
+    import signal
+    import threading
+    import time
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        logger.error("--workers > 1 needs SO_REUSEPORT, which this platform lacks")
+        return 2
+    try:  # the port must be free: a clear error now rather than in every worker
+        _listening_socket(args.host, args.rest_api_port, reuse_port=False).close()
+    except OSError as error:
+        logger.error("cannot bind %s:%d: %s", args.host, args.rest_api_port, error)
+        return 2
+    context = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+    received = []
+
+    def on_signal(number, frame):
+        received.append(number)
+        stop.set()
+
+    previous = {
+        number: signal.signal(number, on_signal)
+        for number in (signal.SIGTERM, signal.SIGINT)
+    }
+
+    def spawn(index):
+        process = context.Process(
+            target=_worker_main, args=(vars(args),), name=f"kerasdl-serve-{index}"
+        )
+        process.start()
+        return process, time.monotonic()
+
+    workers = [spawn(i) for i in range(args.workers)]
+    logger.info(
+        "REST API at http://%s:%d/v1/models/ (%d worker processes)",
+        args.host,
+        args.rest_api_port,
+        args.workers,
+    )
+    code = 0
+    try:
+        while not stop.wait(0.5):
+            for index, (process, started) in enumerate(workers):
+                if process.is_alive():
+                    continue
+                if time.monotonic() - started < 60:
+                    logger.error(
+                        "worker %d exited with code %s while starting; stopping",
+                        process.pid,
+                        process.exitcode,
+                    )
+                    code = 1
+                    stop.set()
+                    break
+                logger.warning(
+                    "worker %d died (exit code %s); starting another",
+                    process.pid,
+                    process.exitcode,
+                )
+                workers[index] = spawn(index)
+    finally:
+        for process, _ in workers:
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.graceful_shutdown_seconds + 10
+        for process, _ in workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return code
+
+
+def run_from_args(args):
+    """Runs the server until SIGINT/SIGTERM; returns the exit code."""
+    import uvicorn
+
+    _configure_logging(args.log_level)
+    try:
+        configs = model_configs_from_args(args)
+        if args.workers < 1:
+            raise ValueError(
+                f"--workers must be >= 1. Received: workers={args.workers}"
+            )
+        if args.workers > 1:
+            # Checked here, applied by each worker before it loads a model.
+            for flag in (
+                "tensorflow_intra_op_parallelism",
+                "tensorflow_inter_op_parallelism",
+            ):
+                if getattr(args, flag) < 0:
+                    raise ValueError(
+                        f"--{flag} must be >= 0. Received: {flag}={getattr(args, flag)}"
+                    )
+        else:
+            _configure_tensorflow(args)
+    except (ValueError, OSError) as error:
+        logger.error("%s", error)
+        return 2
+    for config in configs:
+        logger.info("serving model %s from %s", config.name, config.base_path)
+    if args.workers > 1:
+        return _run_workers(args)
+    app, _ = build_app(args, configs)
+    server = uvicorn.Server(_uvicorn_config(args, app))
     logger.info("REST API at http://%s:%d/v1/models/", args.host, args.rest_api_port)
     server.run()  # uvicorn traps SIGTERM/SIGINT: stop accepting, finish in-flight, exit
     return 0
