@@ -101,6 +101,14 @@ def group_count(channels, max_groups=32):
     return 1
 
 
+# Moving-average momentum of the zoo's batch norms: PyTorch's default (0.1 in its
+# convention), as torchvision and timm train, rather than Keras' 0.99. The recipes
+# train for a few hundred steps, over which 0.99 leaves the moving statistics
+# lagging the weights: LeNet with batch norm on digits (300 steps) scored 89.6%
+# test accuracy with 0.99, its validation accuracy swinging between 66% and 91%.
+BATCH_NORM_MOMENTUM = 0.9
+
+
 class ModelSpec:
     """The options every builder shares, validated once, plus layer factories.
 
@@ -226,6 +234,7 @@ class ModelSpec:
         if kind is None:
             return None
         if kind == "batch":
+            kwargs.setdefault("momentum", BATCH_NORM_MOMENTUM)
             return lib.BatchNormalization(name=name, **kwargs)
         if kind == "group":
             return lib.GroupNormalization(
