@@ -26,29 +26,38 @@ plain batch norm. With PyTorch importable, the `torch` column times
 Goals: every kerasdl layer <= 1.0x its built-in; ghost BN <= 1.3x plain BN;
 with jit_compile <= 1.5x PyTorch CPU.
 
-Measured on a 2-core shared CPU (load average ~8 from other jobs, so
-single ratios move by +-20%), TF 2.21 / Keras 3.15.1 / torch 2.13 CPU,
-`--quick` (median of 7 alternating single steps, ms per step):
+Measured on the project's quiet 2-core CPU (load average ~1), TF 2.21 /
+Keras 3.15.1 / torch 2.13 CPU, `--iters 3 --repeats 15` (median of 15
+rotating repeats of 3 steps, ms per step):
 
-    shape          layer               tf ours  tf ref ratio xla ours xla ref ratio  torch xla/torch
-    64x32x32x64    BatchNorm            264.09  280.43  0.94   196.32  182.70  1.07 303.76   0.65
-    64x32x32x64    LayerNorm            334.53  308.84  1.08   239.06  206.97  1.16 126.56   1.89
-    64x32x32x64    GroupNorm(32)        382.36  355.47  1.08    96.06   86.05  1.12 128.28   0.75
-    64x32x32x64    InstanceNorm         167.62  169.69  0.99   105.77  133.06  0.79 230.25   0.46
-    64x32x32x64    GhostBN(v=8) vs BN   148.76  193.44  0.77   188.02  194.81  0.97      -      -
-    64x128x256     BatchNorm             75.76   78.84  0.96    81.14   67.59  1.20 109.21   0.74
-    64x128x256     LayerNorm             37.59   47.57  0.79    66.43   62.19  1.07 115.10   0.58
-    64x128x256     GroupNorm(32)         89.28   92.20  0.97    51.97   45.86  1.13  83.28   0.62
-    64x128x256     InstanceNorm          22.66   29.21  0.78    44.30   71.40  0.62 116.15   0.38
-    64x128x256     GhostBN(v=8) vs BN    24.22   41.23  0.59    50.42   44.77  1.13      -      -
+    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
+    64x32x32x64    BatchNorm              46.68    52.71   0.89    33.27    31.21   1.07    28.42      1.17
+    64x32x32x64    LayerNorm              58.14    54.24   1.07    41.35    40.84   1.01    16.75      2.47
+    64x32x32x64    GroupNorm(32)          68.49    66.11   1.04    24.53    22.98   1.07    10.96      2.24
+    64x32x32x64    InstanceNorm           32.02    32.72   0.98    18.31    28.68   0.64    16.69      1.10
+    64x32x32x64    GhostBN(v=8) vs BN     32.02    32.30   0.99    30.09    29.46   1.02        -         -
+    64x128x256     BatchNorm              15.14    14.90   1.02    11.06    11.15   0.99     7.92      1.40
+    64x128x256     LayerNorm              15.58    15.56   1.00    12.78    12.97   0.99     5.84      2.19
+    64x128x256     GroupNorm(32)          17.49    17.34   1.01    10.63    10.15   1.05     6.74      1.58
+    64x128x256     InstanceNorm           14.86    14.71   1.01     9.19    15.33   0.60    11.67      0.79
+    64x128x256     GhostBN(v=8) vs BN     14.43    15.13   0.95    12.63    11.03   1.14        -         -
 
-A longer XLA-only rerun (`--only BatchNorm,GroupNorm --no-eager --repeats 21`)
-gave BN 1.01 / 1.04 and GN 1.02 / 1.01: batch, layer and group norm are at
-parity with the built-ins (same fused computation), not faster; instance norm
-is faster under XLA (no reshape into one-channel groups); ghost BN costs
-<= 1.13x plain BN. Against PyTorch CPU, XLA kerasdl is 0.4-0.9x except
-LayerNorm on the 4-D shape (1.9x in this run: torch's fused layer_norm kernel
-on a 64-wide last axis).
+Run to run, single ratios against the built-ins move by about +-0.07 on this
+machine (the 64x128x256 BatchNorm row read 1.02 to 1.15 in four runs):
+batch, layer and group norm run the same fused computation as the built-ins,
+at parity within that noise; instance norm is 1.6x faster under XLA (no
+reshape into one-channel groups); ghost BN costs at most 1.14x plain BN.
+Against PyTorch CPU, kerasdl with XLA is 0.8-1.4x for batch and instance
+norm, but 1.6-2.5x for layer and group norm. That gap is XLA's CPU code for
+the reductions, not the layer: the Keras built-ins compile to the same time,
+and so did a hand-written backward pass (`keras.ops.custom_gradient`) and a
+one-pass E[x^2] - E[x]^2 variant (2.1-2.3x PyTorch each), as did the XLA
+flags `xla_cpu_use_thunk_runtime=false`, `xla_cpu_enable_fast_math`,
+`xla_cpu_use_fusion_emitters=false`.
+
+Earlier, in the TF graph runtime, the gradient of broadcasting (1, 1, C)
+statistics over (N, T, C) inputs took ~7% longer than broadcasting (C,);
+`normalize` now applies statistics and weights shaped (1, ..., 1, C) as (C,).
 
 Why kerasdl keeps up: every layer computes float32 statistics once
 (`ops.moments`) and then normalizes with a single fused multiply-add,
