@@ -1,5 +1,6 @@
 """Sequence decoding: greedy and beam search over a `next_token_fn` callback."""
 
+from kerasdl.decoding.generate import generate_tokens
 from kerasdl.decoding.search import (
     beam_search,
     greedy_search,
@@ -7,4 +8,10 @@ from kerasdl.decoding.search import (
     tile_for_beams,
 )
 
-__all__ = ["beam_search", "greedy_search", "length_penalty", "tile_for_beams"]
+__all__ = [
+    "beam_search",
+    "generate_tokens",
+    "greedy_search",
+    "length_penalty",
+    "tile_for_beams",
+]

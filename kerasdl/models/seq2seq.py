@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kerasdl.decoding import beam_search, greedy_search, tile_for_beams
+from kerasdl.decoding import generate_tokens
 from kerasdl.layers.attention.additive_attention import AdditiveAttention
 
 
@@ -13,49 +13,6 @@ def _check_positive(**values):
             raise ValueError(
                 f"`{name}` must be a positive int. Received: {name}={value!r}"
             )
-
-
-def generate_tokens(
-    next_token_fn,
-    cache,
-    source_tokens,
-    start_token_id,
-    end_token_id,
-    max_length,
-    beam_size,
-    length_penalty_alpha,
-):
-    """Greedy (`beam_size=1`) or beam search from `start_token_id`; shared by translators.
-
-    Padding (id 0) is never generated.
-
-    Returns int32 `(batch, max_length)`, the start token first.
-    """
-    batch = ops.shape(source_tokens)[0]
-    start = ops.full((batch,), start_token_id, dtype="int32")
-    step_fn = next_token_fn
-
-    def next_token_fn(tokens, cache, step):
-        # Never generate padding (id 0): it would end up as a gap in the output.
-        scores, cache = step_fn(tokens, cache, step)
-        not_padding = ops.not_equal(ops.arange(ops.shape(scores)[-1]), 0)
-        return ops.where(not_padding, scores, -1e9), cache
-
-    if beam_size == 1:
-        tokens, _ = greedy_search(
-            next_token_fn, start, max_length, end_token_id=end_token_id, cache=cache
-        )
-        return tokens
-    tokens, _ = beam_search(
-        next_token_fn,
-        start,
-        max_length,
-        beam_size=beam_size,
-        end_token_id=end_token_id,
-        length_penalty_alpha=length_penalty_alpha,
-        cache=tile_for_beams(cache, beam_size),
-    )
-    return tokens
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")

@@ -5,10 +5,11 @@ import math
 import keras
 from keras import ops
 
+from kerasdl.decoding import generate_tokens
 from kerasdl.layers.transformer.sine_position_encoding import SinePositionEncoding
 from kerasdl.layers.transformer.transformer_decoder import TransformerDecoder
 from kerasdl.layers.transformer.transformer_encoder import TransformerEncoder
-from kerasdl.models.seq2seq import _check_positive, generate_tokens
+from kerasdl.models.seq2seq import _check_positive
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
