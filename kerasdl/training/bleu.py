@@ -44,6 +44,13 @@ def corpus_bleu(
     """
     import sacrebleu
 
+    if isinstance(hypotheses, str) or isinstance(references, str):
+        raise TypeError(
+            "Expected a list of hypotheses and a list of reference lists. Received: "
+            f"a string for {'hypotheses' if isinstance(hypotheses, str) else 'references'}."
+        )
+    if len(hypotheses) == 0:
+        raise ValueError("Expected at least one hypothesis. Received: hypotheses=[].")
     if len(hypotheses) != len(references):
         raise ValueError(
             "Expected one list of references per hypothesis. Received: "
@@ -54,6 +61,13 @@ def corpus_bleu(
             "Expected at least one reference per sentence. Received: a sentence "
             "with references=[]."
         )
+    for index, refs in enumerate(references):
+        if isinstance(refs, str):
+            raise TypeError(
+                "Expected a list of reference strings per sentence. Received: the "
+                f"string {refs[:60]!r} as the references of sentence {index} "
+                f"(wrap it: [{refs[:20]!r}...])."
+            )
     most = max((len(refs) for refs in references), default=1)
     streams = [
         [refs[i] if i < len(refs) else None for refs in references] for i in range(most)
