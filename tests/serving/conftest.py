@@ -190,6 +190,26 @@ class ServerProcess:
         self.log.close()
 
 
+def serve_dense(folder, *flags):
+    """Publishes the dense test model as `folder/dense/1` and serves it with `flags`.
+
+    Returns `(server, base_path)` once the model is AVAILABLE; the caller stops it.
+    """
+    base = str(folder / "dense")
+    publish(export_dense, base, 1)
+    server = ServerProcess(
+        "--model_name=dense",
+        f"--model_base_path={base}",
+        *flags,
+        log_path=folder / "server.log",
+    )
+    try:
+        return server.wait_available(["dense"]), base
+    except Exception:
+        server.stop()
+        raise
+
+
 CONFIG = """
 # TF Serving's model_config_list text format
 model_config_list {{

@@ -7,24 +7,19 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from conftest import ServerProcess, export_dense, publish
+from conftest import serve_dense
 
 
 @pytest.fixture(scope="module")
 def batching_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("batching")
-    base = str(folder / "dense")
-    publish(export_dense, base, 1)
-    process = ServerProcess(
-        "--model_name=dense",
-        f"--model_base_path={base}",
+    process, base = serve_dense(
+        tmp_path_factory.mktemp("batching"),
         "--enable_batching",
         "--max_batch_size=8",
         "--batch_timeout_micros=2000",
-        log_path=folder / "server.log",
     )
     try:
-        yield process.wait_available(["dense"]), base
+        yield process, base
     finally:
         process.stop()
 

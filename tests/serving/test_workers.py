@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
-from conftest import ServerProcess, export_dense, publish
+from conftest import serve_dense
 
 from kerasdl.serving import server as server_module
 
@@ -47,14 +47,7 @@ def cpu_seconds(pid):
 
 
 def test_workers_share_the_port_and_stop_on_sigterm(tmp_path):
-    base = str(tmp_path / "dense")
-    publish(export_dense, base, 1)
-    server = ServerProcess(
-        "--model_name=dense",
-        f"--model_base_path={base}",
-        "--workers=2",
-        log_path=tmp_path / "server.log",
-    ).wait_available(["dense"])
+    server, base = serve_dense(tmp_path, "--workers=2")
     try:
         pids = workers(server.process.pid)
         assert len(pids) == 2, server.log_text()
