@@ -144,8 +144,8 @@ def _configure_logging(level):
     root.propagate = False
 
 
-def _configure_tensorflow(args):
-    """Applies the TensorFlow thread-pool flags (before any model loads)."""
+def _tensorflow_threads(args):
+    """The validated `(intra, inter)` TensorFlow thread-pool flags; ValueError if < 0."""
     intra = getattr(args, "tensorflow_intra_op_parallelism", 0)
     inter = getattr(args, "tensorflow_inter_op_parallelism", 0)
     for flag, value in (
@@ -154,6 +154,12 @@ def _configure_tensorflow(args):
     ):
         if value < 0:
             raise ValueError(f"--{flag} must be >= 0. Received: {flag}={value}")
+    return intra, inter
+
+
+def _configure_tensorflow(args):
+    """Applies the TensorFlow thread-pool flags (before any model loads)."""
+    intra, inter = _tensorflow_threads(args)
     if intra or inter:
         import tensorflow as tf
 
@@ -275,10 +281,8 @@ def _run_workers(args):
         return 2
     context = multiprocessing.get_context("spawn")
     stop = threading.Event()
-    received = []
 
     def on_signal(number, frame):
-        received.append(number)
         stop.set()
 
     previous = {
@@ -348,15 +352,7 @@ def run_from_args(args):
                 f"--workers must be >= 1. Received: workers={args.workers}"
             )
         if args.workers > 1:
-            # Checked here, applied by each worker before it loads a model.
-            for flag in (
-                "tensorflow_intra_op_parallelism",
-                "tensorflow_inter_op_parallelism",
-            ):
-                if getattr(args, flag) < 0:
-                    raise ValueError(
-                        f"--{flag} must be >= 0. Received: {flag}={getattr(args, flag)}"
-                    )
+            _tensorflow_threads(args)  # checked here, applied by each worker
         else:
             _configure_tensorflow(args)
     except (ValueError, OSError) as error:
