@@ -31,29 +31,44 @@ Keras 3.15.1 / torch 2.13 CPU, `--iters 3 --repeats 15` (median of 15
 rotating repeats of 3 steps, ms per step):
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
-    64x32x32x64    BatchNorm              46.68    52.71   0.89    33.27    31.21   1.07    28.42      1.17
-    64x32x32x64    LayerNorm              58.14    54.24   1.07    41.35    40.84   1.01    16.75      2.47
-    64x32x32x64    GroupNorm(32)          68.49    66.11   1.04    24.53    22.98   1.07    10.96      2.24
-    64x32x32x64    InstanceNorm           32.02    32.72   0.98    18.31    28.68   0.64    16.69      1.10
-    64x32x32x64    GhostBN(v=8) vs BN     32.02    32.30   0.99    30.09    29.46   1.02        -         -
-    64x128x256     BatchNorm              15.14    14.90   1.02    11.06    11.15   0.99     7.92      1.40
-    64x128x256     LayerNorm              15.58    15.56   1.00    12.78    12.97   0.99     5.84      2.19
-    64x128x256     GroupNorm(32)          17.49    17.34   1.01    10.63    10.15   1.05     6.74      1.58
-    64x128x256     InstanceNorm           14.86    14.71   1.01     9.19    15.33   0.60    11.67      0.79
-    64x128x256     GhostBN(v=8) vs BN     14.43    15.13   0.95    12.63    11.03   1.14        -         -
+    64x32x32x64    BatchNorm              39.54    36.09   1.10    24.70    23.08   1.07    20.95      1.18
+    64x32x32x64    LayerNorm              47.55    45.24   1.05    30.02    28.78   1.04    12.73      2.36
+    64x32x32x64    GroupNorm(32)          33.83    63.13   0.54    13.99    18.95   0.74     9.27      1.51
+    64x32x32x64    InstanceNorm           35.07    33.41   1.05    15.32    22.46   0.68    12.31      1.24
+    64x32x32x64    GhostBN(v=8) vs BN     36.74    40.36   0.91    20.02    18.45   1.08        -         -
+    64x128x256     BatchNorm               8.91     8.84   1.01    10.20     8.89   1.15     6.39      1.60
+    64x128x256     LayerNorm              10.04    10.04   1.00     8.05     7.85   1.03     3.69      2.18
+    64x128x256     GroupNorm(32)           8.22    11.13   0.74     4.18     5.83   0.72     3.71      1.13
+    64x128x256     InstanceNorm            7.24     6.99   1.04     4.02     8.55   0.47     7.42      0.54
+    64x128x256     GhostBN(v=8) vs BN      7.97     8.83   0.90     9.67     7.96   1.21        -         -
 
-Run to run, single ratios against the built-ins move by about +-0.07 on this
-machine (the 64x128x256 BatchNorm row read 1.02 to 1.15 in four runs):
-batch, layer and group norm run the same fused computation as the built-ins,
-at parity within that noise; instance norm is 1.6x faster under XLA (no
-reshape into one-channel groups); ghost BN costs at most 1.14x plain BN.
-Against PyTorch CPU, kerasdl with XLA is 0.8-1.4x for batch and instance
-norm, but 1.6-2.5x for layer and group norm. That gap is XLA's CPU code for
-the reductions, not the layer: the Keras built-ins compile to the same time,
-and so did a hand-written backward pass (`keras.ops.custom_gradient`) and a
-one-pass E[x^2] - E[x]^2 variant (2.1-2.3x PyTorch each), as did the XLA
-flags `xla_cpu_use_thunk_runtime=false`, `xla_cpu_enable_fast_math`,
-`xla_cpu_use_fusion_emitters=false`.
+Run to run, single ratios against the built-ins move by about +-0.1 on this
+machine (the 64x128x256 BatchNorm XLA row read 0.99 to 1.15 in five runs;
+PyTorch's own times moved by up to 1.5x): batch and layer norm run the same
+fused computation as the built-ins, at parity within that noise; group norm
+is 0.5-0.75x the built-in (statistics per channel first, pooled per group:
+see below); instance norm is 1.5-2x faster under XLA (no reshape into
+one-channel groups); ghost BN costs at most 1.2x plain BN. Against PyTorch
+CPU, kerasdl with XLA is 0.5-1.6x for batch, group and instance norm, but
+2.2-2.4x for layer norm. That gap is XLA's CPU code for the per-row
+reductions, not the layer: the Keras built-in compiles to the same time; a
+one-pass E[x^2] - E[x]^2 variant and the XLA flags
+`xla_cpu_use_thunk_runtime=false`, `xla_cpu_enable_fast_math`,
+`xla_cpu_use_fusion_emitters=false` changed nothing; computing the row means
+as matrix products with a column of 1/n was 0.94-0.97x under XLA and
+1.1-1.16x slower in graph mode; a hand-written backward pass
+(`keras.ops.custom_gradient`) with matrix-product reductions was 0.63-0.88x
+the current layer but still 1.3-1.8x PyTorch, and is not used (a custom
+gradient per layer, variables passed in by value, and TF32 precision of
+products on GPUs, for a few milliseconds).
+
+Group norm: moments over the grouped view (batch, ..., groups, channels /
+groups) reduce over a short trailing axis that neither runtime vectorizes;
+kerasdl takes the mean and variance per channel over the spatial axes (the
+channel axis stays innermost) and pools them per group with the
+parallel-variance formula `var_g = mean_c(var_c + (mean_c - mean_g)^2)`,
+which is exact and free of cancellation (every channel of a sample counts
+the same positions, masked or not).
 
 Earlier, in the TF graph runtime, the gradient of broadcasting (1, 1, C)
 statistics over (N, T, C) inputs took ~7% longer than broadcasting (C,);
