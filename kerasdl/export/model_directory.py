@@ -24,11 +24,37 @@ def model_directory(
         default_dataset: the recipe's own dataset. Defaults to `None` (`dataset`:
             no suffix).
 
+    Raises:
+        ValueError: if `recipe`, `dataset` or `default_dataset` is empty or is not
+            a single path component (`"."`, `".."`, or contains a separator), which
+            would put the versions outside their own directory.
+
     Example:
 
     >>> model_directory("saved_models", "rnn_intent", "sms_spam", "banking77")
     'saved_models/rnn_intent-sms_spam'
     """
+    for argument, value in (
+        ("recipe", recipe),
+        ("dataset", dataset),
+        ("default_dataset", default_dataset),
+    ):
+        if value is None and argument == "default_dataset":
+            continue
+        _check_component(argument, value)
     default = dataset if default_dataset is None else default_dataset
     name = recipe if dataset == default else f"{recipe}-{dataset}"
     return os.path.join(output, name)
+
+
+def _check_component(argument, value):
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    if (
+        not isinstance(value, str)
+        or value in ("", ".", "..")
+        or any(sep in value for sep in separators)
+    ):
+        raise ValueError(
+            f"`{argument}` must be a non-empty name without path separators "
+            f"(it becomes a directory name). Received: {argument}={value!r}"
+        )

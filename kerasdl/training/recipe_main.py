@@ -1,6 +1,6 @@
 """A recipe's command line: flags over its config dataclass, one run, exit status.
 
-Every story's `main` (built by `recipe_main`) is the same few steps: generate one flag per config field
+Every recipe family's `main` (built by `recipe_main`) is the same few steps: generate one flag per config field
 (`kerasdl.training.add_config_arguments`), add `--workdir`, resolve the config,
 run `train_and_evaluate(config, workdir, recipe=...)`, print what the run reports,
 and map the known failures to exit statuses (`kerasdl.training.run_with_exit_codes`).
@@ -21,7 +21,7 @@ def recipe_main(
     workdir_help: str = "logs and curves",
     skip: Sequence[str] = (),
 ) -> Callable[..., int]:
-    """Returns a story's `main(defaults, argv=None, *, recipe, prog=None) -> int`.
+    """Returns a recipe family's `main(defaults, argv=None, *, recipe, prog=None) -> int`.
 
     The returned `main` parses one flag per field of `defaults` (plus `--workdir`),
     runs `train_and_evaluate(config, workdir, recipe=recipe)`, passes its result to
@@ -30,7 +30,7 @@ def recipe_main(
     whether from a flag or raised as `UsageError`).
 
     Args:
-        train_and_evaluate: the story's `train_and_evaluate(config, workdir,
+        train_and_evaluate: the recipe family's `train_and_evaluate(config, workdir,
             recipe=...)`.
         report: prints the run's result (test figures, export path).
         description: `--help`'s description; `{recipe}` is replaced by the

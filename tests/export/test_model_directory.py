@@ -4,6 +4,8 @@ import doctest
 import importlib
 import os
 
+import pytest
+
 from kerasdl.export import model_directory
 
 
@@ -38,6 +40,25 @@ def test_path_like_output_gives_a_string(tmp_path):
 
     assert isinstance(path, str)
     assert path == str(tmp_path / "lenet-fashion_mnist")
+
+
+@pytest.mark.parametrize(
+    "recipe, dataset, default, argument",
+    [
+        ("", "digits", None, "recipe"),
+        ("lenet", "", "digits", "dataset"),
+        ("..", "digits", None, "recipe"),
+        ("lenet", "../../etc", "digits", "dataset"),
+        ("a/b", "digits", None, "recipe"),
+        ("lenet", "digits", ".", "default_dataset"),
+        (None, "digits", None, "recipe"),
+    ],
+)
+def test_names_that_are_not_one_directory_are_refused(
+    recipe, dataset, default, argument
+):
+    with pytest.raises(ValueError, match=rf"`{argument}` must be a non-empty name"):
+        model_directory("saved_models", recipe, dataset, default)
 
 
 def test_docstring_example_holds():

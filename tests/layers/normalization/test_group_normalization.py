@@ -72,9 +72,7 @@ def test_inputs_far_from_zero():
     # Groups whose channels have very different means: the pooled variance
     # adds the spread of the channel means, with no cancellation.
     rng = np.random.default_rng(3)
-    x = (rng.normal(size=(2, 6, 6, 8)) + np.arange(8) * 100.0 + 300.0).astype(
-        "float32"
-    )
+    x = (rng.normal(size=(2, 6, 6, 8)) + np.arange(8) * 100.0 + 300.0).astype("float32")
     out = _np(GroupNormalization(groups=2)(x))
     expected = ref.group_norm(x, np.ones(8), np.zeros(8), groups=2)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)
