@@ -243,9 +243,18 @@ def _listening_socket(host, port, reuse_port):
     return sock
 
 
-def _worker_main(flags):
-    """One `--workers` process: its own models, app and SO_REUSEPORT socket."""
+def _worker_main(flags, ready):
+    """One `--workers` process: its own models, app and SO_REUSEPORT socket.
+
+    Sets the `ready` event once uvicorn has started serving on the socket.
+    """
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started:
+                ready.set()
 
     args = argparse.Namespace(**flags)
     _configure_logging(args.log_level)
@@ -254,7 +263,7 @@ def _worker_main(flags):
     app, _ = build_app(args, configs)
     sock = _listening_socket(args.host, args.rest_api_port, reuse_port=True)
     logger.info("worker %d serving %s", os.getpid(), [c.name for c in configs])
-    uvicorn.Server(_uvicorn_config(args, app)).run(sockets=[sock])
+    Server(_uvicorn_config(args, app)).run(sockets=[sock])
 
 
 def _run_workers(args):
@@ -262,7 +271,9 @@ def _run_workers(args):
 
     Each worker binds the port with SO_REUSEPORT, so the kernel spreads new
     connections evenly over the workers (one shared listening socket lets the
-    busiest worker accept them all). A worker that dies is restarted; SIGTERM or
+    busiest worker accept them all). A worker that dies after it started serving
+    is restarted; one that dies before (bad model path, import error) stops the
+    server with exit code 1, rather than being restarted forever. SIGTERM or
     SIGINT is passed on to every worker, each of which finishes its in-flight
     requests before it exits.
     """
@@ -291,11 +302,14 @@ def _run_workers(args):
     }
 
     def spawn(index):
+        ready = context.Event()
         process = context.Process(
-            target=_worker_main, args=(vars(args),), name=f"kerasdl-serve-{index}"
+            target=_worker_main,
+            args=(vars(args), ready),
+            name=f"kerasdl-serve-{index}",
         )
         process.start()
-        return process, time.monotonic()
+        return process, ready
 
     workers = [spawn(i) for i in range(args.workers)]
     logger.info(
@@ -307,10 +321,10 @@ def _run_workers(args):
     code = 0
     try:
         while not stop.wait(0.5):
-            for index, (process, started) in enumerate(workers):
+            for index, (process, ready) in enumerate(workers):
                 if process.is_alive():
                     continue
-                if time.monotonic() - started < 60:
+                if not ready.is_set():
                     logger.error(
                         "worker %d exited with code %s while starting; stopping",
                         process.pid,

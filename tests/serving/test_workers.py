@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 import os
+import signal
 import socket
 import time
 
@@ -96,6 +97,48 @@ def test_workers_share_the_port_and_stop_on_sigterm(tmp_path):
         except FileNotFoundError:
             pass
     assert server.log_text().count("in-flight requests have finished") == 2
+
+
+def wait_for(condition, server, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.1)
+
+
+def test_a_worker_that_dies_while_serving_is_replaced(tmp_path):
+    server, _ = serve_dense(tmp_path, "--workers=2")
+    try:
+        wait_for(lambda: len(workers(server.process.pid)) == 2, server)
+        wait_for(
+            lambda: server.log_text().count("dense version 1 is AVAILABLE") == 2, server
+        )
+        first, second = workers(server.process.pid)
+        os.kill(first, signal.SIGKILL)
+        wait_for(
+            lambda: f"worker {first} died (exit code -9)" in server.log_text(), server
+        )
+        wait_for(
+            lambda: (
+                len(workers(server.process.pid)) == 2
+                and first not in workers(server.process.pid)
+            ),
+            server,
+        )
+        assert second in workers(server.process.pid)  # the other one kept serving
+        wait_for(
+            lambda: server.log_text().count("dense version 1 is AVAILABLE") == 3, server
+        )
+        for _ in range(8):  # new connections reach both workers again
+            reply = requests.post(
+                f"{server.url}/v1/models/dense:predict",
+                data=json.dumps({"instances": [[1.0, 2.0, 3.0, 4.0]]}),
+                timeout=30,
+            )
+            assert reply.status_code == 200, reply.text
+    finally:
+        server.stop()
+    assert server.process.returncode == 0, server.log_text()
 
 
 def test_workers_must_be_positive(capsys, tmp_path):
