@@ -168,15 +168,15 @@ def train_and_evaluate(
 
     def trim(inputs, target_out, weights):
         # Drop the padding columns no sentence in this batch reaches.
-        source_length = ops_max_length(inputs["source"])
-        target_length = ops_max_length(target_out)
+        source_length = longest_sentence(inputs["source"])
+        target_length = longest_sentence(target_out)
         inputs = {
             "source": inputs["source"][:, :source_length],
             "target_in": inputs["target_in"][:, :target_length],
         }
         return inputs, target_out[:, :target_length], weights[:, :target_length]
 
-    def ops_max_length(ids):
+    def longest_sentence(ids):
         return tf.reduce_max(tf.reduce_sum(tf.cast(tf.not_equal(ids, 0), tf.int32), 1))
 
     def pipeline(dataset, training_split):
