@@ -1,19 +1,35 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10, pip, venv):
 #   make demo   creates .venv if missing, installs kerasdl, runs the main job
-#   make test   creates .venv if missing, installs kerasdl[test], runs the test suite
+#   make test   creates .venv if missing, installs kerasdl[test], runs the test suite;
+#               then creates .venv-jax (Keras on JAX, no TensorFlow) and runs the
+#               backend-agnostic tests (layers, regularizers, callbacks) there
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kerasdl-installed
+JAX_VENV ?= .venv-jax
+JAX_PY := $(JAX_VENV)/bin/python
+JAX_STAMP := $(JAX_VENV)/.kerasdl-installed
+JAX_TESTS := tests/layers tests/regularizers tests/callbacks
 PYTEST_ARGS ?=
 
-.PHONY: demo study test test-large bench lint install
+.PHONY: demo study test test-tensorflow test-jax test-large bench lint install
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
+
+# Keras on JAX without TensorFlow, as on a JAX-only machine; kerasdl's layers
+# need only Keras. (The CLI, data pipelines and export need TensorFlow.)
+$(JAX_STAMP): pyproject.toml
+	test -x $(JAX_PY) || $(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_PY) -m pip install -q --upgrade pip
+	$(JAX_PY) -m pip install -q "jax[cpu]==0.10.2" "keras>=3.5" numpy scikit-learn \
+		pytest pytest-xdist hypothesis
+	$(JAX_PY) -m pip install -q --no-deps -e .
+	touch $(JAX_STAMP)
 
 install: $(STAMP)
 
@@ -23,8 +39,13 @@ demo: $(STAMP)
 study: $(STAMP)
 	$(PY) -m recipes.regularization_study
 
-test: $(STAMP)
+test: test-tensorflow test-jax
+
+test-tensorflow: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+
+test-jax: $(JAX_STAMP)
+	KERAS_BACKEND=jax $(JAX_PY) -m pytest -n 2 --dist loadfile -q $(JAX_TESTS) $(PYTEST_ARGS)
 
 test-large: $(STAMP)
 	$(PY) -m pytest -m large -q $(PYTEST_ARGS)

@@ -37,14 +37,14 @@ RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in [
         _image("lenet", "digits", 0.95, "LeNet-5 (LeCun et al., 1998)"),
-        _image("alexnet", "digits", None, "AlexNet (Krizhevsky et al., 2012)"),
-        _image("vgg11", "digits", None, "VGG-11 (Simonyan & Zisserman, 2014)"),
+        _image("alexnet", "digits", 0.95, "AlexNet (Krizhevsky et al., 2012)"),
+        _image("vgg11", "digits", 0.95, "VGG-11 (Simonyan & Zisserman, 2014)"),
         _image("vgg16", "digits", None, "VGG-16 (Simonyan & Zisserman, 2014)"),
-        _image("nin", "digits", None, "Network in Network (Lin et al., 2013)"),
+        _image("nin", "digits", 0.95, "Network in Network (Lin et al., 2013)"),
         _image(
             "googlenet",
             "digits",
-            None,
+            0.95,
             "GoogLeNet / Inception v1 (Szegedy et al., 2014)",
         ),
         _image("resnet18", "digits", 0.95, "ResNet-18 (He et al., 2015)"),

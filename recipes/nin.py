@@ -17,6 +17,9 @@ CONFIG = ImageClassificationConfig(
     dataset="digits",
     epochs=20,
     learning_rate=1e-3,
+    # Without batch norm the ReLUs of the 10-channel class block die at once on
+    # digits (loss stays at ln 10, 10% accuracy); with it the network learns.
+    normalization="batch",
 )
 
 

@@ -3,10 +3,9 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from kerasdl.layers import MultiHeadAttention
-from kerasdl.testing import run_layer_test
+from kerasdl.testing import compiled, run_layer_test
 
 
 def _pair(num_heads=2, key_dim=4, value_dim=None, output_shape=None, use_bias=True):
@@ -55,12 +54,19 @@ def test_layer_contract_without_bias_and_output_shape():
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
-def test_matches_keras_multi_head_attention(use_bias):
+@pytest.mark.parametrize("value_dim", [4, 5])
+def test_matches_keras_multi_head_attention(use_bias, value_dim):
+    if value_dim != 4 and keras.backend.backend() == "jax":
+        # Keras 3.15's own layer fails there (jax.nn.dot_product_attention wants
+        # one head size for keys and values); kerasdl's does not.
+        pytest.skip("keras.layers.MultiHeadAttention needs value_dim == key_dim on JAX")
     rng = np.random.default_rng(0)
     query = rng.normal(size=(2, 3, 8)).astype("float32")
     value = rng.normal(size=(2, 5, 6)).astype("float32")
     key = rng.normal(size=(2, 5, 7)).astype("float32")
-    ours, reference = _pair(3, 4, value_dim=5, output_shape=9, use_bias=use_bias)
+    ours, reference = _pair(
+        3, 4, value_dim=value_dim, output_shape=9, use_bias=use_bias
+    )
     reference(query, value, key)
     ours(query, value, key)
     assert [w.shape for w in ours.get_weights()] == [
@@ -159,7 +165,7 @@ def test_works_inside_tf_function():
     layer = MultiHeadAttention(2, 4)
     x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
     eager = layer(x, use_causal_mask=True)
-    graph = tf.function(lambda t: layer(t, use_causal_mask=True))(x)
+    graph = compiled(lambda t: layer(t, use_causal_mask=True))(x)
     np.testing.assert_allclose(graph, eager, atol=1e-6)
 
 
