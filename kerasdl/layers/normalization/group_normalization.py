@@ -140,9 +140,9 @@ class GroupNormalization(base.BaseNormalization):
         repeated back to one value per channel.
         """
         c = self._channel_axis
-        per_group = self._num_groups
+        groups = self._num_groups
         shape = tuple(ops.shape(mean))
-        grouped = shape[:c] + (per_group, mean.shape[c] // per_group) + shape[c + 1 :]
+        grouped = shape[:c] + (groups, mean.shape[c] // groups) + shape[c + 1 :]
         mean = ops.reshape(mean, grouped)
         variance = ops.reshape(variance, grouped)
         group_mean = ops.mean(mean, axis=c + 1, keepdims=True)
@@ -161,8 +161,9 @@ class GroupNormalization(base.BaseNormalization):
             weights = base.broadcast_mask(mask, x, self._channel_axis)
         # Channel moments first, then pooled per group: each reduction runs
         # along the full channel axis (vectorized on channels-last inputs)
-        # instead of over (groups, channels // groups) blocks; 1.4-2x faster
-        # than moments over the grouped view, in graph mode and under XLA.
+        # instead of over (groups, channels // groups) blocks: the training step
+        # ran 1.35-1.85x faster than with moments over the grouped view
+        # (graph mode and XLA, benchmarks/layers.py).
         if self._spatial_axes:
             mean, variance, _ = base.moments(x, self._spatial_axes, mask=weights)
         else:
