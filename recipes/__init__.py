@@ -39,7 +39,7 @@ RECIPES: dict[str, Recipe] = {
         _image("lenet", "digits", 0.95, "LeNet-5 (LeCun et al., 1998)"),
         _image("alexnet", "digits", 0.95, "AlexNet (Krizhevsky et al., 2012)"),
         _image("vgg11", "digits", 0.95, "VGG-11 (Simonyan & Zisserman, 2014)"),
-        _image("vgg16", "digits", None, "VGG-16 (Simonyan & Zisserman, 2014)"),
+        _image("vgg16", "digits", 0.95, "VGG-16 (Simonyan & Zisserman, 2014)"),
         _image("nin", "digits", 0.95, "Network in Network (Lin et al., 2013)"),
         _image(
             "googlenet",
@@ -48,9 +48,9 @@ RECIPES: dict[str, Recipe] = {
             "GoogLeNet / Inception v1 (Szegedy et al., 2014)",
         ),
         _image("resnet18", "digits", 0.95, "ResNet-18 (He et al., 2015)"),
-        _image("resnet34", "digits", None, "ResNet-34 (He et al., 2015)"),
+        _image("resnet34", "digits", 0.95, "ResNet-34 (He et al., 2015)"),
         _image(
-            "resnet50", "digits", None, "ResNet-50, bottleneck blocks (He et al., 2015)"
+            "resnet50", "digits", 0.95, "ResNet-50, bottleneck blocks (He et al., 2015)"
         ),
         Recipe(
             "rnn_intent",
