@@ -272,10 +272,10 @@ def _run_workers(args):
     Each worker binds the port with SO_REUSEPORT, so the kernel spreads new
     connections evenly over the workers (one shared listening socket lets the
     busiest worker accept them all). A worker that dies after it started serving
-    is restarted; one that dies before (bad model path, import error) stops the
-    server with exit code 1, rather than being restarted forever. SIGTERM or
-    SIGINT is passed on to every worker, each of which finishes its in-flight
-    requests before it exits.
+    is restarted; one that dies before (a socket it cannot bind, an import
+    error) stops the server with exit code 1, rather than being restarted
+    forever. SIGTERM or SIGINT is passed on to every worker, each of which
+    finishes its in-flight requests before it exits.
     """
     import multiprocessing
     import signal
