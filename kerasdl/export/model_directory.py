@@ -34,14 +34,10 @@ def model_directory(
     >>> model_directory("saved_models", "rnn_intent", "sms_spam", "banking77")
     'saved_models/rnn_intent-sms_spam'
     """
-    for argument, value in (
-        ("recipe", recipe),
-        ("dataset", dataset),
-        ("default_dataset", default_dataset),
-    ):
-        if value is None and argument == "default_dataset":
-            continue
-        _check_component(argument, value)
+    _check_component("recipe", recipe)
+    _check_component("dataset", dataset)
+    if default_dataset is not None:
+        _check_component("default_dataset", default_dataset)
     default = dataset if default_dataset is None else default_dataset
     name = recipe if dataset == default else f"{recipe}-{dataset}"
     return os.path.join(output, name)

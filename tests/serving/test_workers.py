@@ -47,15 +47,22 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_for(condition, server, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, server.log_text()
+        time.sleep(0.1)
+
+
 def test_workers_share_the_port_and_stop_on_sigterm(tmp_path):
     server, base = serve_dense(tmp_path, "--workers=2")
     try:
         pids = workers(server.process.pid)
         assert len(pids) == 2, server.log_text()
-        deadline = time.monotonic() + 120  # every worker loads before it is measured
-        while server.log_text().count("dense version 1 is AVAILABLE") < 2:
-            assert time.monotonic() < deadline, server.log_text()
-            time.sleep(0.1)
+        # every worker loads before it is measured
+        wait_for(
+            lambda: server.log_text().count("dense version 1 is AVAILABLE") >= 2, server
+        )
         rows = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
         loaded = tf.saved_model.load(f"{base}/1")
         expected = loaded.serve(rows).numpy()
@@ -97,13 +104,6 @@ def test_workers_share_the_port_and_stop_on_sigterm(tmp_path):
         except FileNotFoundError:
             pass
     assert server.log_text().count("in-flight requests have finished") == 2
-
-
-def wait_for(condition, server, seconds=120):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, server.log_text()
-        time.sleep(0.1)
 
 
 def test_a_worker_that_dies_while_serving_is_replaced(tmp_path):
