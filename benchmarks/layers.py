@@ -92,6 +92,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# kerasdl first, as users import it: it sets TensorFlow's oneDNN default before
+# TensorFlow loads (kerasdl/__init__.py); TF_ENABLE_ONEDNN_OPTS=0 measures without.
+import kerasdl  # noqa: F401
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
@@ -249,7 +254,8 @@ def main():
     print(
         f"\n(median of {repeats} alternating repeats x {iters} steps; ms per "
         "step; ratio = kerasdl / reference, lower is better; 'eager' = "
-        "tf.function without XLA)"
+        "tf.function without XLA; "
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')})"
     )
 
 

@@ -32,11 +32,15 @@ import json
 import statistics
 import time
 
+# kerasdl first, as users import it: it sets TensorFlow's oneDNN default before
+# TensorFlow loads (kerasdl/__init__.py); TF_ENABLE_ONEDNN_OPTS=0 measures without.
+import kerasdl
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
 
-import kerasdl
 from kerasdl.decoding import beam_search, greedy_search, tile_for_beams
 
 VOCAB, DIM, HEADS, FFN, LAYERS, LENGTH = 1000, 128, 4, 256, 2, 32

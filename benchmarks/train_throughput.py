@@ -43,6 +43,11 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# kerasdl first, as users import it: it sets TensorFlow's oneDNN default before
+# TensorFlow loads (kerasdl/__init__.py); TF_ENABLE_ONEDNN_OPTS=0 measures without.
+import kerasdl  # noqa: F401
+
+# isort: split
 import keras
 import numpy as np
 import tensorflow as tf
@@ -275,7 +280,8 @@ def main(argv=None):
         f"torch {torch.__version__ if torch else 'not installed'}, "
         f"{os.cpu_count()} CPUs, threads={args.threads}, steps_per_execution={args.steps_per_execution}, "
         f"mixed_precision={args.mixed_precision}, steps={args.steps}, "
-        f"repeats={args.repeats}"
+        f"repeats={args.repeats}, "
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}"
     )
     header = (
         f"{'model':<10} {'kerasdl off':>12} {'kerasdl on':>11} {'keras off':>10} "

@@ -1,4 +1,4 @@
-"""`TerminateOnNonFiniteLoss`: stop training with an exception when the loss diverges."""
+"""`TerminateOnNonFiniteLoss`: stop training with an exception when training diverges."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class NonFiniteLossError(FloatingPointError):
 
 @keras.saving.register_keras_serializable(package="kerasdl")
 class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
-    """Raises `NonFiniteLossError` as soon as the training loss is NaN or infinite.
+    """Raises `NonFiniteLossError` as soon as the loss, or a weight, is NaN or infinite.
 
     Unlike `keras.callbacks.TerminateOnNaN`, which sets `model.stop_training` and lets
     `fit` end normally (so later callbacks treat the run as finished, e.g.
@@ -29,10 +29,14 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
 
     The loss is checked every `check_every` training batches (reading it synchronises
     the device, so a larger value costs less) and at every epoch end, including the
-    validation loss.
+    validation loss. At every epoch end it also checks the model's weights: a NaN
+    weight does not always reach the loss, because some fused CPU kernels (oneDNN's
+    Conv2D/MatMul + BiasAdd + ReLU in TensorFlow) turn NaN pre-activations into 0.
 
     Args:
         check_every: check the loss every this many batches. Defaults to `1`.
+        check_weights: also check every floating-point model variable at each
+            epoch end. Defaults to `True`.
 
     Example:
 
@@ -41,13 +45,14 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, check_every=1):
+    def __init__(self, check_every=1, check_weights=True):
         super().__init__()
         if int(check_every) < 1:
             raise ValueError(
                 f"`check_every` must be at least 1. Received: check_every={check_every}"
             )
         self.check_every = int(check_every)
+        self.check_weights = bool(check_weights)
         self._epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -59,6 +64,19 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._check(logs, None)
+        if self.check_weights:
+            self._check_weights()
+
+    def _check_weights(self):
+        for variable in self.model.variables:
+            if "float" not in str(variable.dtype):
+                continue
+            if not bool(keras.ops.all(keras.ops.isfinite(variable))):
+                raise NonFiniteLossError(
+                    f"weight {variable.path!r} became non-finite by the end of "
+                    f"epoch {self._epoch + 1} (the loss was still finite).",
+                    epoch=self._epoch,
+                )
 
     def _check(self, logs, batch):
         for key in ("loss", "val_loss"):
@@ -74,4 +92,4 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
     def get_config(self):
-        return {"check_every": self.check_every}
+        return {"check_every": self.check_every, "check_weights": self.check_weights}
