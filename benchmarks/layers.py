@@ -26,9 +26,27 @@ plain batch norm. With PyTorch importable, the `torch` column times
 Goals: every kerasdl layer <= 1.0x its built-in; ghost BN <= 1.3x plain BN;
 with jit_compile <= 1.5x PyTorch CPU.
 
-Measured on the project's quiet 2-core CPU (load average ~1), TF 2.21 /
+Measured on the project's quiet 2-core CPU (AVX2, no AVX512), TF 2.21 /
 Keras 3.15.1 / torch 2.13 CPU, `--iters 3 --repeats 15` (median of 15
-rotating repeats of 3 steps, ms per step):
+rotating repeats of 3 steps, ms per step). With TensorFlow's oneDNN kernels,
+which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1):
+
+    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
+    64x32x32x64    BatchNorm              18.55    18.59   1.00    22.08    20.84   1.06    18.61      1.19
+    64x32x32x64    LayerNorm              23.37    23.34   1.00    16.33    16.22   1.01    16.93      0.96
+    64x32x32x64    GroupNorm(32)          14.83    39.26   0.38    17.80    23.69   0.75     7.58      2.35
+    64x32x32x64    InstanceNorm           16.66    16.30   1.02    12.11    22.24   0.54    15.02      0.81
+    64x32x32x64    GhostBN(v=8) vs BN     16.33    17.38   0.94    22.29    20.19   1.10        -         -
+    64x128x256     BatchNorm               8.43     8.38   1.01     8.94     7.85   1.14     6.15      1.45
+    64x128x256     LayerNorm              10.40    10.17   1.02     7.52     6.94   1.08     3.59      2.10
+    64x128x256     GroupNorm(32)           7.58    10.11   0.75     4.21     5.78   0.73     3.46      1.22
+    64x128x256     InstanceNorm            7.28     7.34   0.99     4.18     8.41   0.50     5.37      0.78
+    64x128x256     GhostBN(v=8) vs BN      6.59     7.52   0.88     8.82     6.74   1.31        -         -
+
+oneDNN halves the graph-mode times of every layer, built-ins alike, and
+changes XLA's little (XLA layer norm on 64x32x32x64 went from 30 to 16 ms,
+group norm from 14 to 18 ms). With TensorFlow's own kernels
+(TF_ENABLE_ONEDNN_OPTS=0), an earlier run:
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
     64x32x32x64    BatchNorm              39.54    36.09   1.10    24.70    23.08   1.07    20.95      1.18
@@ -50,7 +68,8 @@ is 0.5-0.75x the built-in (statistics per channel first, pooled per group:
 see below); instance norm is 1.5-2x faster under XLA (no reshape into
 one-channel groups); ghost BN costs at most 1.2x plain BN. Against PyTorch
 CPU, kerasdl with XLA is 0.5-1.6x for batch, group and instance norm, but
-2.2-2.4x for layer norm. That gap is XLA's CPU code for the per-row
+2.2-2.4x for layer norm (with oneDNN: 0.96x on 64x32x32x64 but still 2.1x
+on 64x128x256, and group norm on 64x32x32x64 at 1.5-2.35x). That gap is XLA's CPU code for the per-row
 reductions, not the layer: the Keras built-in compiles to the same time; a
 one-pass E[x^2] - E[x]^2 variant and the XLA flags
 `xla_cpu_use_thunk_runtime=false`, `xla_cpu_enable_fast_math`,
@@ -165,7 +184,7 @@ def keras_step(layer, x, jit_compile):
     upstream = tf.constant(np.random.default_rng(1).normal(size=x.shape), "float32")
     weights = layer.trainable_weights
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
