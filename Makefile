@@ -10,7 +10,11 @@ STAMP := $(VENV)/.kerasdl-installed
 JAX_VENV ?= .venv-jax
 JAX_PY := $(JAX_VENV)/bin/python
 JAX_STAMP := $(JAX_VENV)/.kerasdl-installed
-JAX_TESTS := tests/layers tests/regularizers tests/callbacks
+# Everything that needs no TensorFlow: layers, regularizers, callbacks and the CNN
+# builders (build, train a step, .keras round trip).
+JAX_TESTS := tests/layers tests/regularizers tests/callbacks \
+	tests/models/test_model_zoo.py tests/models/test_model_options.py \
+	tests/models/test_param_counts.py tests/models/test_model_saving.py
 PYTEST_ARGS ?=
 
 .PHONY: demo study test test-tensorflow test-jax test-large bench lint install
