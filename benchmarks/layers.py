@@ -43,7 +43,11 @@ which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1):
     64x128x256     InstanceNorm            7.28     7.34   0.99     4.18     8.41   0.50     5.37      0.78
     64x128x256     GhostBN(v=8) vs BN      6.59     7.52   0.88     8.82     6.74   1.31        -         -
 
-oneDNN halves the graph-mode times of every layer, built-ins alike, and
+A second run the same hour read XLA/torch 1.11, 1.05, 0.65, 0.74 (4-D BN, LN,
+GN, IN) and 0.73, 0.94, 1.11, 0.57 (3-D), because PyTorch's own times moved
+by up to 2.5x (LayerNorm 64x128x256 7.11 ms, GroupNorm 64x32x32x64 18.83 ms)
+while the TensorFlow sides moved by at most 20%; read the torch column as a
+range, not a figure. oneDNN halves the graph-mode times of every layer, built-ins alike, and
 changes XLA's little (XLA layer norm on 64x32x32x64 went from 30 to 16 ms,
 group norm from 14 to 18 ms). With TensorFlow's own kernels
 (TF_ENABLE_ONEDNN_OPTS=0), an earlier run:
