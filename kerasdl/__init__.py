@@ -8,8 +8,8 @@ load on first use.
 
 Imported before TensorFlow, kerasdl turns on TensorFlow's oneDNN CPU kernels
 (`TF_ENABLE_ONEDNN_OPTS=1`), which TensorFlow itself enables only on CPUs with
-AVX512-VNNI or newer: on a plain AVX2 CPU they train LeNet about 2x and ResNet-18
-about 1.2x faster in graph mode (see README's benchmarks), with float round-off
+AVX512-VNNI or newer: on a plain AVX2 CPU they train LeNet and ResNet-18 about 2x
+faster in graph mode (see README's benchmarks), with float round-off
 that differs slightly from TensorFlow's own kernels. A value you set yourself
 (`TF_ENABLE_ONEDNN_OPTS=0`) wins; imported after TensorFlow, kerasdl changes nothing.
 """
