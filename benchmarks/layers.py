@@ -29,7 +29,23 @@ with jit_compile <= 1.5x PyTorch CPU.
 Measured on the project's quiet 2-core CPU (AVX2, no AVX512), TF 2.21 /
 Keras 3.15.1 / torch 2.13 CPU, `--iters 3 --repeats 15` (median of 15
 rotating repeats of 3 steps, ms per step). With TensorFlow's oneDNN kernels,
-which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1):
+which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1), and glibc malloc's
+thresholds pinned (the default; `--adaptive-malloc` leaves them, see
+allocator.py):
+
+    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
+    64x32x32x64    BatchNorm              20.34    19.48   1.04    22.68    21.52   1.05    12.12      1.87
+    64x32x32x64    LayerNorm              23.42    22.55   1.04    16.90    16.58   1.02     7.54      2.24
+    64x32x32x64    GroupNorm(32)          17.12    42.71   0.40    14.03    20.45   0.69     7.30      1.92
+    64x32x32x64    InstanceNorm           16.29    16.14   1.01    13.09    24.82   0.53    11.46      1.14
+    64x32x32x64    GhostBN(v=8) vs BN     18.18    18.70   0.97    22.12    19.38   1.14        -         -
+    64x128x256     BatchNorm               8.76     8.68   1.01    10.17     8.56   1.19     6.15      1.65
+    64x128x256     LayerNorm              10.26     9.51   1.08     7.69     6.90   1.11     3.55      2.17
+    64x128x256     GroupNorm(32)           7.24    10.02   0.72     4.01     5.76   0.70     3.48      1.15
+    64x128x256     InstanceNorm            7.16     7.23   0.99     4.42     8.69   0.51     5.68      0.78
+    64x128x256     GhostBN(v=8) vs BN      7.54     8.61   0.88     9.68     8.78   1.10        -         -
+
+Two earlier runs with malloc's adaptive thresholds (the first of them):
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
     64x32x32x64    BatchNorm              18.55    18.59   1.00    22.08    20.84   1.06    18.61      1.19
@@ -43,11 +59,11 @@ which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1):
     64x128x256     InstanceNorm            7.28     7.34   0.99     4.18     8.41   0.50     5.37      0.78
     64x128x256     GhostBN(v=8) vs BN      6.59     7.52   0.88     8.82     6.74   1.31        -         -
 
-A second run the same hour read XLA/torch 1.11, 1.05, 0.65, 0.74 (4-D BN, LN,
+The second adaptive run read XLA/torch 1.11, 1.05, 0.65, 0.74 (4-D BN, LN,
 GN, IN) and 0.73, 0.94, 1.11, 0.57 (3-D), because PyTorch's own times moved
 by up to 2.5x (LayerNorm 64x128x256 7.11 ms, GroupNorm 64x32x32x64 18.83 ms)
-while the TensorFlow sides moved by at most 20%; read the torch column as a
-range, not a figure. oneDNN halves the graph-mode times of every layer, built-ins alike, and
+while the TensorFlow sides moved by at most 20%. Pinned, PyTorch runs at its
+best every time, and the table above is the honest comparison. oneDNN halves the graph-mode times of every layer, built-ins alike, and
 changes XLA's little (XLA layer norm on 64x32x32x64 went from 30 to 16 ms,
 group norm from 14 to 18 ms). With TensorFlow's own kernels
 (TF_ENABLE_ONEDNN_OPTS=0), an earlier run:
@@ -123,6 +139,7 @@ import kerasdl  # noqa: F401
 import keras
 import numpy as np
 import tensorflow as tf
+from allocator import pin_malloc_thresholds
 
 import kerasdl.layers as kl
 
@@ -250,9 +267,15 @@ def main():
     parser.add_argument(
         "--no-eager", action="store_true", help="time only the jit_compile=True variant"
     )
+    parser.add_argument(
+        "--adaptive-malloc",
+        action="store_true",
+        help="leave glibc malloc's adaptive thresholds as they are (see allocator.py)",
+    )
     args = parser.parse_args()
     repeats = args.repeats or (7 if args.quick else 25)
     iters = args.iters or 1
+    pinned = False if args.adaptive_malloc else pin_malloc_thresholds()
 
     rows = []
     for shape in SHAPES:
@@ -278,7 +301,8 @@ def main():
         f"\n(median of {repeats} alternating repeats x {iters} steps; ms per "
         "step; ratio = kerasdl / reference, lower is better; 'eager' = "
         "tf.function without XLA; "
-        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')})"
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}; "
+        f"malloc thresholds pinned: {pinned})"
     )
 
 

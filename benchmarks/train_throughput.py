@@ -51,6 +51,7 @@ import kerasdl  # noqa: F401
 import keras
 import numpy as np
 import tensorflow as tf
+from allocator import pin_malloc_thresholds
 
 from kerasdl.models import MODELS, get_model
 
@@ -258,6 +259,11 @@ def main(argv=None):
         "on a CPU shared with other jobs, 1 avoids PyTorch's OpenMP "
         "oversubscription collapse",
     )
+    parser.add_argument(
+        "--adaptive-malloc",
+        action="store_true",
+        help="leave glibc malloc's adaptive thresholds as they are (see allocator.py)",
+    )
     args = parser.parse_args(argv)
     args.steps = args.steps or (4 if args.quick else 10)
     args.repeats = args.repeats or (3 if args.quick else 5)
@@ -274,6 +280,7 @@ def main(argv=None):
         pass
     if torch is not None:
         torch.set_num_threads(args.threads)
+    pinned = False if args.adaptive_malloc else pin_malloc_thresholds()
 
     print(
         f"TF {tf.__version__}, Keras {keras.__version__}, "
@@ -281,7 +288,8 @@ def main(argv=None):
         f"{os.cpu_count()} CPUs, threads={args.threads}, steps_per_execution={args.steps_per_execution}, "
         f"mixed_precision={args.mixed_precision}, steps={args.steps}, "
         f"repeats={args.repeats}, "
-        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}"
+        f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}, "
+        f"malloc thresholds pinned: {pinned}"
     )
     header = (
         f"{'model':<10} {'kerasdl off':>12} {'kerasdl on':>11} {'keras off':>10} "
