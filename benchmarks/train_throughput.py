@@ -32,7 +32,9 @@ PyTorch (goals: >= 1.0 LeNet, >= 0.8 ResNet-18).
 
 Options: `--steps-per-execution N` (Keras runs N steps per `tf.function`
 call), `--mixed-precision` (`mixed_float16` policy), `--models a,b`,
-`--threads N` (both frameworks' intra-op threads).
+`--threads N` (both frameworks' intra-op threads), `--adaptive-malloc` (leave
+glibc malloc's thresholds adaptive; by default they are pinned, see
+allocator.py, because PyTorch's eager steps otherwise vary by process).
 """
 
 import argparse
