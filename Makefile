@@ -2,7 +2,8 @@
 #   make demo   creates .venv if missing, installs kerasdl, runs the main job
 #   make test   creates .venv if missing, installs kerasdl[test], runs the test suite;
 #               then creates .venv-jax (Keras on JAX, no TensorFlow) and runs the
-#               backend-agnostic tests (layers, regularizers, callbacks) there
+#               backend-agnostic tests (layers, regularizers, callbacks, the CNN
+#               builders) there
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

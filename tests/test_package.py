@@ -4,6 +4,11 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.skipif(
+    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
+    reason="oneDNN is a TensorFlow setting",
+)
+
 PROBE = """
 import os
 import kerasdl
@@ -27,17 +32,9 @@ def _probe(**env_overrides):
     return result.stdout.split()[-2:]
 
 
-@pytest.mark.skipif(
-    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-    reason="oneDNN is a TensorFlow setting",
-)
 def test_import_turns_on_tensorflow_onednn_kernels():
     assert _probe() == ["1", "True"]
 
 
-@pytest.mark.skipif(
-    os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow",
-    reason="oneDNN is a TensorFlow setting",
-)
 def test_users_onednn_setting_wins():
     assert _probe(TF_ENABLE_ONEDNN_OPTS="0") == ["0", "False"]

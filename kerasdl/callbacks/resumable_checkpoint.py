@@ -12,6 +12,8 @@ import uuid
 import keras
 import numpy as np
 
+from kerasdl.callbacks.terminate_on_non_finite_loss import first_non_finite
+
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_RE = re.compile(r"^epoch-(\d+)\.npz$")
@@ -142,7 +144,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             return
         logs = logs or {}
         bad = [k for k, v in logs.items() if _is_number(v) and not math.isfinite(v)]
-        if bad or not _all_finite(self.model.variables):
+        if bad or first_non_finite(self.model.variables) is not None:
             logger.warning(
                 "Not checkpointing epoch %d: non-finite %s.",
                 epoch + 1,
@@ -284,14 +286,6 @@ def _is_number(value) -> bool:
         float(value)
     except (TypeError, ValueError):
         return False
-    return True
-
-
-def _all_finite(variables) -> bool:
-    for variable in variables:
-        value = np.asarray(variable.numpy())
-        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
-            return False
     return True
 
 

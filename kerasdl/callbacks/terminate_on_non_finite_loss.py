@@ -16,6 +16,16 @@ class NonFiniteLossError(FloatingPointError):
         self.batch = batch
 
 
+def first_non_finite(variables):
+    """The first floating-point variable holding a NaN or infinity, else `None`."""
+    for variable in variables:
+        if "float" in str(variable.dtype) and not bool(
+            keras.ops.all(keras.ops.isfinite(variable))
+        ):
+            return variable
+    return None
+
+
 @keras.saving.register_keras_serializable(package="kerasdl")
 class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
     """Raises `NonFiniteLossError` as soon as the loss, or a weight, is NaN or infinite.
@@ -68,15 +78,13 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
             self._check_weights()
 
     def _check_weights(self):
-        for variable in self.model.variables:
-            if "float" not in str(variable.dtype):
-                continue
-            if not bool(keras.ops.all(keras.ops.isfinite(variable))):
-                raise NonFiniteLossError(
-                    f"weight {variable.path!r} became non-finite by the end of "
-                    f"epoch {self._epoch + 1} (the loss was still finite).",
-                    epoch=self._epoch,
-                )
+        variable = first_non_finite(self.model.variables)
+        if variable is not None:
+            raise NonFiniteLossError(
+                f"weight {variable.path!r} became non-finite by the end of "
+                f"epoch {self._epoch + 1} (the loss was still finite).",
+                epoch=self._epoch,
+            )
 
     def _check(self, logs, batch):
         for key in ("loss", "val_loss"):
