@@ -5,7 +5,7 @@ from typing import ClassVar
 import keras
 from keras import ops
 
-from kerasdl.layers.normalization import base
+from kerasdl.layers.normalization import base, fused
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -297,6 +297,13 @@ class BatchNormalization(base.BaseNormalization):
         )
 
         # Training: batch (or virtual-batch) statistics.
+        if (
+            weights is None
+            and not (self.synchronized or self.renorm)
+            and self._channel_axis == len(x.shape) - 1
+            and fused.enabled()
+        ):
+            return self._output(self._fused_call(x))
         ghost = self.virtual_batch_size is not None
         if ghost:
             shape = ops.shape(x)
@@ -333,6 +340,34 @@ class BatchNormalization(base.BaseNormalization):
         if ghost:
             outputs = ops.reshape(outputs, shape)
         return self._output(outputs)
+
+    def _fused_call(self, x):
+        """Channels-last training step with the closed-form gradient (`fused`)."""
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        if self.virtual_batch_size is not None:
+            # (batch, ..., C) -> (virtual batches, rows of each, C).
+            x = self._ghost_reshape(x)
+            x = ops.reshape(x, (ops.shape(x)[0], -1, channels))
+        else:
+            x = ops.reshape(x, (1, -1, channels))
+        mean, variance, count = fused.channel_moments(x)
+        tracked = variance
+        if self.convention == "torch":
+            tracked = base.unbiased_variance(variance, count)
+        self._update_moving_statistics(
+            ops.mean(mean, axis=0), ops.mean(tracked, axis=0)
+        )
+        outputs = fused.normalize_channels(
+            x,
+            mean,
+            variance,
+            None if self.gamma is None else ops.cast(self.gamma, "float32"),
+            None if self.beta is None else ops.cast(self.beta, "float32"),
+            self.epsilon,
+            groups=channels,
+        )
+        return ops.reshape(outputs, shape)
 
     def _update_moving_statistics(self, mean, variance):
         if self.convention == "torch":

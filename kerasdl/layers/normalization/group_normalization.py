@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kerasdl.layers.normalization import base
+from kerasdl.layers.normalization import base, fused
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -161,6 +161,13 @@ class GroupNormalization(base.BaseNormalization):
         # instead of over (groups, channels // groups) blocks: the training step
         # ran 1.35-1.85x faster than with moments over the grouped view
         # (graph mode and XLA, benchmarks/layers.py).
+        if (
+            mask is None
+            and self._spatial_axes
+            and self._channel_axis == len(x.shape) - 1
+            and fused.enabled()
+        ):
+            return self._output(self._fused_call(x))
         if self._spatial_axes:
             weights = None
             if mask is not None:
@@ -178,6 +185,24 @@ class GroupNormalization(base.BaseNormalization):
             self.epsilon,
         )
         return self._output(outputs)
+
+    def _fused_call(self, x):
+        """Channels-last group norm with the closed-form gradient (`fused`)."""
+        shape = ops.shape(x)
+        channels = x.shape[-1]
+        x = ops.reshape(x, (shape[0], -1, channels))
+        mean, variance, _ = fused.channel_moments(x)
+        mean, variance = fused.group_moments(mean, variance, self._num_groups)
+        outputs = fused.normalize_channels(
+            x,
+            mean,
+            variance,
+            None if self.gamma is None else ops.cast(self.gamma, "float32"),
+            None if self.beta is None else ops.cast(self.beta, "float32"),
+            self.epsilon,
+            groups=self._num_groups,
+        )
+        return ops.reshape(outputs, shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape

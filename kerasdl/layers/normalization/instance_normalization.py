@@ -5,7 +5,7 @@ from typing import ClassVar
 import keras
 from keras import ops
 
-from kerasdl.layers.normalization import base
+from kerasdl.layers.normalization import base, fused
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -164,7 +164,17 @@ class InstanceNormalization(base.BaseNormalization):
         weights = (
             None if mask is None else base.broadcast_mask(mask, x, self._channel_axis)
         )
-        mean, variance, count = base.moments(x, self._reduction_axes, mask=weights)
+        fast = (
+            weights is None
+            and self._channel_axis == len(x.shape) - 1
+            and fused.enabled()
+        )
+        if fast:  # (batch, positions, channels): the closed-form gradient
+            shape, channels = ops.shape(x), x.shape[-1]
+            x = ops.reshape(x, (shape[0], -1, channels))
+            mean, variance, count = fused.channel_moments(x)
+        else:
+            mean, variance, count = base.moments(x, self._reduction_axes, mask=weights)
 
         if self.track_running_stats:
             # Batch average of the per-instance statistics, as PyTorch does.
@@ -183,6 +193,17 @@ class InstanceNormalization(base.BaseNormalization):
                 self.moving_variance * decay + batch_variance * (1.0 - decay)
             )
 
+        if fast:
+            outputs = fused.normalize_channels(
+                x,
+                mean,
+                variance,
+                None if self.gamma is None else ops.cast(self.gamma, "float32"),
+                None if self.beta is None else ops.cast(self.beta, "float32"),
+                self.epsilon,
+                groups=channels,
+            )
+            return self._output(ops.reshape(outputs, shape))
         return self._output(
             base.normalize(x, mean, variance, gamma, beta, self.epsilon)
         )

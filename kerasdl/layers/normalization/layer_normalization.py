@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kerasdl.layers.normalization import base
+from kerasdl.layers.normalization import base, fused
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -113,6 +113,8 @@ class LayerNormalization(base.BaseNormalization):
             mask_axes = [a for a in self._axes if a != self._channel_axis]
             if mask_axes:
                 weights = base.broadcast_mask(mask, x, self._channel_axis)
+        if weights is None and self._axes == [len(x.shape) - 1] and fused.enabled():
+            return self._output(self._fused_call(x))
         mean, variance, _ = base.moments(x, self._axes, mask=weights)
         outputs = base.normalize(
             x,
@@ -123,6 +125,21 @@ class LayerNormalization(base.BaseNormalization):
             self.epsilon,
         )
         return self._output(outputs)
+
+    def _fused_call(self, x):
+        """Last-axis layer norm with the closed-form gradient (see `fused`)."""
+        shape = ops.shape(x)
+        rows = ops.reshape(x, (-1, x.shape[-1]))
+        mean, variance, _ = fused.row_moments(rows)
+        outputs = fused.normalize_rows(
+            rows,
+            mean,
+            variance,
+            None if self.gamma is None else ops.cast(self.gamma, "float32"),
+            None if self.beta is None else ops.cast(self.beta, "float32"),
+            self.epsilon,
+        )
+        return ops.reshape(outputs, shape)
 
     def compute_output_shape(self, input_shape):
         return input_shape
