@@ -36,7 +36,7 @@ from keras import ops
 _OVERRIDE = [None]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_host(backend):
     del backend  # cache key: the device list is the backend's
     devices = keras.distribution.list_devices()
