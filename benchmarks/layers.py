@@ -46,10 +46,14 @@ normalization/fused.py`):
     64x128x256     InstanceNorm            7.36     7.62   0.97     4.84     8.98   0.54     5.80      0.83
     64x128x256     GhostBN(v=8) vs BN      7.54     7.90   0.95     4.23     4.12   1.03        -         -
 
-Every layer is at or below its built-in's time in both modes, ghost BN costs
-no more than plain BN, and under XLA every layer but layer norm on
-64x32x32x64 is within 1.5x PyTorch CPU (layer norm there read 1.42-1.74x in
-three runs; its 256-wide rows 1.24-1.52x). With `--autodiff` (the layers'
+Every layer is at or below its built-in's time in both modes (three runs:
+0.34-0.99), ghost BN costs no more than plain BN (0.79-1.03). Under XLA,
+against PyTorch CPU, three runs: BN 0.67-1.07, IN 0.74-0.91, GN 1.30-1.39
+(one run 2.46 on 64x128x256, PyTorch 2.28 ms there against 3.15-3.90 in the
+others), LN 1.29-1.52 on 64x128x256 but 1.54-1.74 on 64x32x32x64: layer norm
+over 64-wide rows stays above 1.5x. Group norm on 64x128x256 (128 positions
+per sample) is the one case where autodiff ran faster under XLA (3.48 vs
+4.38 ms, one A/B run). With `--autodiff` (the layers'
 generic path: autodiff of the formula, as on GPUs), an earlier run:
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch

@@ -373,6 +373,13 @@ class BaseNormalization(keras.layers.Layer):
         shape = self._param_broadcast_shape if shape is None else shape
         return ops.reshape(ops.cast(weight, "float32"), shape)
 
+    def _affine_vectors(self):
+        """`(gamma, beta)` as float32 vectors, `None` where absent (for `fused`)."""
+        return tuple(
+            None if w is None else ops.cast(w, "float32")
+            for w in (self.gamma, self.beta)
+        )
+
     def _output(self, outputs):
         return ops.cast(outputs, self.compute_dtype)
 

@@ -145,6 +145,36 @@ def _column_sums(q):
     return ops.squeeze(ops.matmul(ones, q), axis=1)
 
 
+def _closed_form(forward, backward, x, mean, variance, gamma, beta):
+    """`forward(x, mean, variance, gamma, beta)` with `backward` as its gradient.
+
+    `backward(dy, x, mean, variance, gamma, wants)` returns `(dx, dgamma,
+    dbeta)`, computing the last two only where `wants` (a pair of bools)
+    asks. The statistics get no gradient: `dx` already includes the path
+    through them.
+    """
+    mean = ops.stop_gradient(mean)
+    variance = ops.stop_gradient(variance)
+    wants = (gamma is not None, beta is not None)
+    params = [p for p in (gamma, beta) if p is not None]
+
+    @ops.custom_gradient
+    def fn(x, mean, variance, *params):
+        gamma = params[0] if wants[0] else None
+        beta = params[-1] if wants[1] else None
+
+        def grad(*args, upstream=None):
+            dy = args[0] if upstream is None else upstream
+            dx, dgamma, dbeta = backward(dy, x, mean, variance, gamma, wants)
+            grads = [dx, ops.zeros_like(mean), ops.zeros_like(variance)]
+            grads += [g for g, want in zip((dgamma, dbeta), wants) if want]
+            return tuple(grads)
+
+        return forward(x, mean, variance, gamma, beta), grad
+
+    return fn(x, mean, variance, *params)
+
+
 def normalize_channels(x, mean, variance, gamma, beta, epsilon, groups):
     """Channels-last normalization with statistics per (sample, group).
 
@@ -164,45 +194,34 @@ def normalize_channels(x, mean, variance, gamma, beta, epsilon, groups):
     Returns:
         The normalized float32 tensor (N, S, C). Its gradient with respect to
         `x` includes the path through the statistics; `mean` and `variance`
-        receive none (pass them through `ops.stop_gradient`).
+        receive none.
     """
-    mean = ops.stop_gradient(mean)
-    variance = ops.stop_gradient(variance)
-    params = [p for p in (gamma, beta) if p is not None]
-    has_gamma, has_beta = gamma is not None, beta is not None
 
-    @ops.custom_gradient
-    def fn(x, mean, variance, *params):
-        gamma = params[0] if has_gamma else None
-        beta = params[-1] if has_beta else None
-        rstd = ops.rsqrt(variance + epsilon)
-        factor = rstd if gamma is None else rstd * gamma
+    def forward(x, mean, variance, gamma, beta):
+        factor = ops.rsqrt(variance + epsilon)
+        if gamma is not None:
+            factor = factor * gamma
         offset = -mean * factor
         if beta is not None:
             offset = offset + beta
-        y = x * factor[:, None, :] + offset[:, None, :]
+        return x * factor[:, None, :] + offset[:, None, :]
 
-        def grad(*args, upstream=None):
-            dy = args[0] if upstream is None else upstream
-            xhat = (x - mean[:, None, :]) * rstd[:, None, :]
-            sum_dy = ops.sum(dy, axis=1)  # (N, C)
-            sum_dy_xhat = _column_sums(dy * xhat)  # (N, C)
-            g = 1.0 if gamma is None else gamma
-            count = ops.cast(ops.shape(x)[1] * (x.shape[-1] // groups), "float32")
-            mean_g = _pool_channels(sum_dy * g, groups) / count
-            mean_gx = _pool_channels(sum_dy_xhat * g, groups) / count
-            dx = factor[:, None, :] * dy - (rstd * mean_g)[:, None, :]
-            dx = dx - xhat * (rstd * mean_gx)[:, None, :]
-            grads = [dx, ops.zeros_like(mean), ops.zeros_like(variance)]
-            if has_gamma:
-                grads.append(ops.sum(sum_dy_xhat, axis=0))
-            if has_beta:
-                grads.append(ops.sum(sum_dy, axis=0))
-            return tuple(grads)
+    def backward(dy, x, mean, variance, gamma, wants):
+        rstd = ops.rsqrt(variance + epsilon)
+        xhat = (x - mean[:, None, :]) * rstd[:, None, :]
+        sum_dy = ops.sum(dy, axis=1)  # (N, C)
+        sum_dy_xhat = _column_sums(dy * xhat)  # (N, C)
+        g = 1.0 if gamma is None else gamma
+        count = ops.cast(ops.shape(x)[1] * (x.shape[-1] // groups), "float32")
+        mean_g = _pool_channels(sum_dy * g, groups) / count
+        mean_gx = _pool_channels(sum_dy_xhat * g, groups) / count
+        dx = (rstd * g)[:, None, :] * dy - (rstd * mean_g)[:, None, :]
+        dx = dx - xhat * (rstd * mean_gx)[:, None, :]
+        dgamma = ops.sum(sum_dy_xhat, axis=0) if wants[0] else None
+        dbeta = ops.sum(sum_dy, axis=0) if wants[1] else None
+        return dx, dgamma, dbeta
 
-        return y, grad
-
-    return fn(x, mean, variance, *params)
+    return _closed_form(forward, backward, x, mean, variance, gamma, beta)
 
 
 def normalize_rows(x, mean, variance, gamma, beta, epsilon):
@@ -220,42 +239,32 @@ def normalize_rows(x, mean, variance, gamma, beta, epsilon):
         The normalized float32 tensor (R, C); gradients as for
         `normalize_channels`.
     """
-    mean = ops.stop_gradient(mean)
-    variance = ops.stop_gradient(variance)
-    params = [p for p in (gamma, beta) if p is not None]
-    has_gamma, has_beta = gamma is not None, beta is not None
 
-    @ops.custom_gradient
-    def fn(x, mean, variance, *params):
-        gamma = params[0] if has_gamma else None
-        beta = params[-1] if has_beta else None
-        rstd = ops.rsqrt(variance + epsilon)
-        y = (x - mean) * rstd
+    def forward(x, mean, variance, gamma, beta):
+        y = (x - mean) * ops.rsqrt(variance + epsilon)
         if gamma is not None:
             y = y * gamma
         if beta is not None:
             y = y + beta
+        return y
 
-        def grad(*args, upstream=None):
-            dy = args[0] if upstream is None else upstream
-            channels = x.shape[-1]
-            xhat = (x - mean) * rstd
-            q = dy * xhat
-            # Row sums weighted by gamma / C as matrix-vector products.
-            g = ops.ones((channels,)) if gamma is None else gamma
-            g = ops.reshape(g / channels, (channels, 1))
-            mean_g = ops.matmul(dy, g)
-            mean_gx = ops.matmul(q, g)
-            scale = rstd if gamma is None else rstd * gamma
-            dx = dy * scale - rstd * mean_g - xhat * (rstd * mean_gx)
-            grads = [dx, ops.zeros_like(mean), ops.zeros_like(variance)]
-            if has_gamma:
-                ones = ops.ones((1, ops.shape(q)[0]))
-                grads.append(ops.reshape(ops.matmul(ones, q), (channels,)))
-            if has_beta:
-                grads.append(ops.sum(dy, axis=0))
-            return tuple(grads)
+    def backward(dy, x, mean, variance, gamma, wants):
+        channels = x.shape[-1]
+        rstd = ops.rsqrt(variance + epsilon)
+        xhat = (x - mean) * rstd
+        q = dy * xhat
+        # Row sums weighted by gamma / C as matrix-vector products.
+        g = ops.ones((channels,)) if gamma is None else gamma
+        g_over_c = ops.reshape(g / channels, (channels, 1))
+        mean_g = ops.matmul(dy, g_over_c)
+        mean_gx = ops.matmul(q, g_over_c)
+        dx = dy * (rstd * g) - rstd * mean_g - xhat * (rstd * mean_gx)
+        dgamma = dbeta = None
+        if wants[0]:
+            ones = ops.ones((1, ops.shape(q)[0]))
+            dgamma = ops.reshape(ops.matmul(ones, q), (channels,))
+        if wants[1]:
+            dbeta = ops.sum(dy, axis=0)
+        return dx, dgamma, dbeta
 
-        return y, grad
-
-    return fn(x, mean, variance, *params)
+    return _closed_form(forward, backward, x, mean, variance, gamma, beta)

@@ -198,8 +198,7 @@ class InstanceNormalization(base.BaseNormalization):
                 x,
                 mean,
                 variance,
-                None if self.gamma is None else ops.cast(self.gamma, "float32"),
-                None if self.beta is None else ops.cast(self.beta, "float32"),
+                *self._affine_vectors(),
                 self.epsilon,
                 groups=channels,
             )

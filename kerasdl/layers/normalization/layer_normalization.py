@@ -135,8 +135,7 @@ class LayerNormalization(base.BaseNormalization):
             rows,
             mean,
             variance,
-            None if self.gamma is None else ops.cast(self.gamma, "float32"),
-            None if self.beta is None else ops.cast(self.beta, "float32"),
+            *self._affine_vectors(),
             self.epsilon,
         )
         return ops.reshape(outputs, shape)

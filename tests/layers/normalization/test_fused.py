@@ -58,22 +58,27 @@ def _training(layer):
     )
 
 
-def _step(layer, x, upstream, jit):
-    """Output, gradients (x, trainable weights), new non-trainable weights."""
-    trainable = [
-        ops.convert_to_tensor(ops.convert_to_numpy(v))
-        for v in layer.trainable_variables
-    ]
-    non_trainable = [
-        ops.convert_to_tensor(ops.convert_to_numpy(v))
-        for v in layer.non_trainable_variables
-    ]
+def _stateless_loss(layer, upstream):
+    """`(loss(x, trainable) -> (sum(y * upstream), (y, new state)), trainable)`."""
 
-    def forward(x, trainable):
+    def tensors(variables):
+        return [ops.convert_to_tensor(ops.convert_to_numpy(v)) for v in variables]
+
+    trainable = tensors(layer.trainable_variables)
+    non_trainable = tensors(layer.non_trainable_variables)
+
+    def loss(x, trainable):
         y, new_state = layer.stateless_call(
             trainable, non_trainable, x, **_training(layer)
         )
         return ops.sum(y * upstream), (y, new_state)
+
+    return loss, trainable
+
+
+def _step(layer, x, upstream, jit):
+    """Output, gradients (x, trainable weights), new non-trainable weights."""
+    forward, trainable = _stateless_loss(layer, upstream)
 
     if BACKEND == "jax":
         import jax
@@ -127,18 +132,10 @@ def _input_gradient_penalty(make, shape, flag):
     layer.build(shape)
     x = _inputs(shape, 3)
     upstream = np.random.default_rng(4).normal(size=shape).astype("float32")
-    trainable = [
-        ops.convert_to_tensor(ops.convert_to_numpy(v))
-        for v in layer.trainable_variables
-    ]
-    non_trainable = [
-        ops.convert_to_tensor(ops.convert_to_numpy(v))
-        for v in layer.non_trainable_variables
-    ]
+    with_state, trainable = _stateless_loss(layer, upstream)
 
     def loss(x, trainable):
-        y, _ = layer.stateless_call(trainable, non_trainable, x, **_training(layer))
-        return ops.sum(y * upstream)
+        return with_state(x, trainable)[0]
 
     with fused.use_fused(flag):
         if BACKEND == "jax":
