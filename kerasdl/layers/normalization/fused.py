@@ -33,6 +33,8 @@ import functools
 import keras
 from keras import ops
 
+from kerasdl.layers.normalization import base
+
 _OVERRIDE = [None]
 
 
@@ -115,29 +117,6 @@ def channel_moments(x):
     return mean, variance, count
 
 
-def group_moments(mean, variance, groups):
-    """Per-channel moments (N, C) -> each channel's group moments (N, C).
-
-    Every channel of a sample counts the same positions, so a group's mean is
-    the mean of its channels' means and its variance the mean of
-    `variance + (mean - group_mean) ** 2` (the parallel-variance formula).
-    """
-    channels = mean.shape[-1]
-    if groups == channels:
-        return mean, variance
-    shape = (-1, groups, channels // groups)
-    mean, variance = ops.reshape(mean, shape), ops.reshape(variance, shape)
-    group_mean = ops.mean(mean, axis=-1, keepdims=True)
-    group_variance = ops.mean(
-        variance + ops.square(mean - group_mean), axis=-1, keepdims=True
-    )
-    repeat = ops.shape(mean)
-    return (
-        ops.reshape(ops.broadcast_to(group_mean, repeat), (-1, channels)),
-        ops.reshape(ops.broadcast_to(group_variance, repeat), (-1, channels)),
-    )
-
-
 def _column_sums(q):
     """Sums (N, S, C) over S as a (batched) matrix product: (N, C)."""
     n, s = ops.shape(q)[0], ops.shape(q)[1]
@@ -198,13 +177,8 @@ def normalize_channels(x, mean, variance, gamma, beta, epsilon, groups):
     """
 
     def forward(x, mean, variance, gamma, beta):
-        factor = ops.rsqrt(variance + epsilon)
-        if gamma is not None:
-            factor = factor * gamma
-        offset = -mean * factor
-        if beta is not None:
-            offset = offset + beta
-        return x * factor[:, None, :] + offset[:, None, :]
+        stats = mean[:, None, :], variance[:, None, :]
+        return base.normalize(x, *stats, gamma, beta, epsilon)
 
     def backward(dy, x, mean, variance, gamma, wants):
         rstd = ops.rsqrt(variance + epsilon)

@@ -129,7 +129,7 @@ class GroupNormalization(base.BaseNormalization):
             ndim=ndim, axes={channel_axis: channels}
         )
 
-    def _pool_groups(self, mean, variance):
+    def _pool_groups(self, mean, variance, axis=None):
         """Per-channel moments -> the moments of each channel's group.
 
         Every channel of a sample holds the same number of values (a mask
@@ -137,9 +137,10 @@ class GroupNormalization(base.BaseNormalization):
         mean of its channels' means and its variance is the mean of
         `variance + (mean - group_mean) ** 2` over its channels (the
         parallel-variance formula: exact, no cancellation). The results are
-        repeated back to one value per channel.
+        repeated back to one value per channel. `axis` is the channel axis of
+        `mean` and `variance` (default: the inputs' channel axis).
         """
-        c = self._channel_axis
+        c = self._channel_axis if axis is None else axis
         groups = self._num_groups
         shape = tuple(ops.shape(mean))
         grouped = shape[:c] + (groups, mean.shape[c] // groups) + shape[c + 1 :]
@@ -192,7 +193,7 @@ class GroupNormalization(base.BaseNormalization):
         channels = x.shape[-1]
         x = ops.reshape(x, (shape[0], -1, channels))
         mean, variance, _ = fused.channel_moments(x)
-        mean, variance = fused.group_moments(mean, variance, self._num_groups)
+        mean, variance = self._pool_groups(mean, variance, axis=1)
         outputs = fused.normalize_channels(
             x,
             mean,
