@@ -35,26 +35,29 @@ the layers compute their gradient in closed form (`kerasdl/layers/
 normalization/fused.py`):
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
-    64x32x32x64    BatchNorm              15.48    17.84   0.87    12.99    21.45   0.61    12.09      1.07
-    64x32x32x64    LayerNorm              16.81    22.98   0.73    11.81    16.24   0.73     7.51      1.57
-    64x32x32x64    GroupNorm(32)          14.94    41.61   0.36    10.83    22.64   0.48     7.79      1.39
-    64x32x32x64    InstanceNorm           15.68    17.94   0.87    10.33    24.77   0.42    11.39      0.91
-    64x32x32x64    GhostBN(v=8) vs BN     15.93    16.21   0.98    11.46    12.73   0.90        -         -
-    64x128x256     BatchNorm               8.42     9.29   0.91     4.92     9.03   0.54     6.06      0.81
-    64x128x256     LayerNorm               8.48    10.63   0.80     4.57     7.85   0.58     3.39      1.35
-    64x128x256     GroupNorm(32)           7.87    11.30   0.70     5.08     6.87   0.74     3.90      1.30
-    64x128x256     InstanceNorm            7.36     7.62   0.97     4.84     8.98   0.54     5.80      0.83
-    64x128x256     GhostBN(v=8) vs BN      7.54     7.90   0.95     4.23     4.12   1.03        -         -
+    64x32x32x64    BatchNorm              11.42    15.72   0.73     6.58    19.84   0.33    10.89      0.60
+    64x32x32x64    LayerNorm              14.47    21.77   0.66     8.30    14.09   0.59     6.74      1.23
+    64x32x32x64    GroupNorm(32)          13.03    39.97   0.33     7.67    19.01   0.40     7.00      1.10
+    64x32x32x64    InstanceNorm           11.89    14.42   0.82     6.84    21.98   0.31    10.32      0.66
+    64x32x32x64    GhostBN(v=8) vs BN     11.36    11.96   0.95     5.97     5.52   1.08        -         -
+    64x128x256     BatchNorm               5.52     7.23   0.76     3.51     7.22   0.49     5.37      0.65
+    64x128x256     LayerNorm               6.26     8.68   0.72     3.77     6.05   0.62     2.86      1.32
+    64x128x256     GroupNorm(32)           5.99     9.26   0.65     3.85     5.73   0.67     3.00      1.28
+    64x128x256     InstanceNorm            5.44     6.15   0.89     3.80     8.29   0.46     4.79      0.79
+    64x128x256     GhostBN(v=8) vs BN      5.59     5.65   0.99     2.28     2.92   0.78        -         -
 
-Every layer is at or below its built-in's time in both modes (three runs:
-0.34-0.99), ghost BN costs no more than plain BN (0.79-1.03). Under XLA,
-against PyTorch CPU, three runs: BN 0.67-1.07, IN 0.74-0.91, GN 1.30-1.39
-(one run 2.46 on 64x128x256, PyTorch 2.28 ms there against 3.15-3.90 in the
-others), LN 1.29-1.52 on 64x128x256 but 1.54-1.74 on 64x32x32x64: layer norm
-over 64-wide rows stays above 1.5x. Group norm on 64x128x256 (128 positions
-per sample) is the one case where autodiff ran faster under XLA (3.48 vs
-4.38 ms, one A/B run). With `--autodiff` (the layers'
-generic path: autodiff of the formula, as on GPUs), an earlier run:
+Every layer is below its built-in's time in both modes (three runs:
+0.30-0.96), ghost BN costs no more than plain BN (0.78-1.08). Under XLA,
+against PyTorch CPU, three runs: BN 0.60-0.69, LN 1.17-1.33, GN 1.10-1.37,
+IN 0.66-0.79. The column sums (batch statistics, `dgamma`, `dbeta`) are
+batched matrix products over each sample's positions: a vector-matrix
+product over all 65536 rows of a (65536, 64) tensor took 1.9 ms, the
+batched product over (64, 1024, 64) 0.5 ms, a reduction 0.6 ms. An earlier
+version that used the former (for BN's statistics and LN's `dgamma`, with
+reductions for `dbeta`) ran LN on 64x32x32x64 at 1.54-1.74x PyTorch.
+
+With `--autodiff` (the layers' generic path: autodiff of the formula, as on
+GPUs), an earlier run:
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
     64x32x32x64    BatchNorm              20.34    19.48   1.04    22.68    21.52   1.05    12.12      1.87
@@ -96,8 +99,6 @@ are computed on the small statistics tensors.
 import argparse
 import contextlib
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -111,6 +112,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from allocator import pin_malloc_thresholds
+from timing import time_alternating
 
 import kerasdl.layers as kl
 from kerasdl.layers.normalization import fused
@@ -206,24 +208,6 @@ def torch_step(module, shape):
         return float(x.grad[0].sum())
 
     return step
-
-
-def time_alternating(fns, iters, repeats):
-    """Median seconds per call of each fn, timing them in turn each repeat."""
-    for fn in fns:  # warm up / compile
-        fn()
-        fn()
-    samples = [[] for _ in fns]
-    for repeat in range(repeats):
-        # Rotate who goes first, so no side always runs right after another
-        # (PyTorch's OpenMP threads keep spinning for a while after a call).
-        for i in [(repeat + k) % len(fns) for k in range(len(fns))]:
-            fn = fns[i]
-            start = time.perf_counter()
-            for _ in range(iters):
-                fn()
-            samples[i].append((time.perf_counter() - start) / iters)
-    return [statistics.median(s) for s in samples]
 
 
 def main():
