@@ -76,8 +76,12 @@ def _stateless_loss(layer, upstream):
     return loss, trainable
 
 
-def _step(layer, x, upstream, jit):
-    """Output, gradients (x, trainable weights), new non-trainable weights."""
+def _step(layer, x, upstream, jit, dynamic_batch=False):
+    """Output, gradients (x, trainable weights), new non-trainable weights.
+
+    `dynamic_batch` (TensorFlow): trace with an unknown batch size, as
+    `model.fit` does.
+    """
     forward, trainable = _stateless_loss(layer, upstream)
 
     if BACKEND == "jax":
@@ -97,11 +101,16 @@ def _step(layer, x, upstream, jit):
         dx, *dw = tape.gradient(loss, [x, *trainable])
         return [y, dx, *dw, *state]
 
-    fn = tf.function(step, jit_compile=True) if jit else step
+    if dynamic_batch:
+        spec = tf.TensorSpec((None,) + x.shape[1:], "float32")
+        weights = [tf.TensorSpec(w.shape, w.dtype) for w in trainable]
+        fn = tf.function(step, input_signature=[spec, weights], jit_compile=jit)
+    else:
+        fn = tf.function(step, jit_compile=True) if jit else step
     return fn(tf.constant(x), trainable)
 
 
-def _run(make, shape, flag, jit, seed=0):
+def _run(make, shape, flag, jit, seed=0, dynamic_batch=False):
     layer = make()
     layer.build(shape)
     rng = np.random.default_rng(seed + 1)
@@ -110,20 +119,35 @@ def _run(make, shape, flag, jit, seed=0):
     x = _inputs(shape, seed)
     upstream = rng.normal(size=shape).astype("float32")
     with fused.use_fused(flag):
-        values = _step(layer, x, upstream, jit)
+        values = _step(layer, x, upstream, jit, dynamic_batch)
     return [ops.convert_to_numpy(v) for v in values]
+
+
+def _assert_all_close(ours, reference):
+    assert len(ours) == len(reference)
+    for got, want in zip(ours, reference):
+        scale = max(float(np.max(np.abs(want))), 1.0)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * scale)
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fused_matches_autodiff(case, jit):
     make, shape = CASES[case]
-    ours = _run(make, shape, True, jit)
-    reference = _run(make, shape, False, jit)
-    assert len(ours) == len(reference)
-    for got, want in zip(ours, reference):
-        scale = max(float(np.max(np.abs(want))), 1.0)
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5 * scale)
+    _assert_all_close(_run(make, shape, True, jit), _run(make, shape, False, jit))
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="JAX traces static shapes")
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize(
+    "case", ["batch_norm", "batch_norm_2d", "ghost_batch_norm", "layer_norm_4d"]
+)
+def test_fused_matches_autodiff_with_unknown_batch_size(case, jit):
+    # Batch norm's statistics span the batch axis, and both kernels block
+    # their column sums by sample: the batch size must not need to be static.
+    make, shape = CASES[case]
+    ours = _run(make, shape, True, jit, dynamic_batch=True)
+    _assert_all_close(ours, _run(make, shape, False, jit))
 
 
 def _input_gradient_penalty(make, shape, flag):
