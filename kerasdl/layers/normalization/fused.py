@@ -99,8 +99,8 @@ def row_moments(x):
     of the square took 2.4x as long (65536 x 64).
     """
     channels = x.shape[-1]
-    weights = ops.full((channels, 1), 1.0 / channels, dtype=x.dtype)
     mean = ops.mean(x, axis=-1, keepdims=True)
+    weights = ops.full((channels, 1), 1.0 / channels, dtype=x.dtype)
     variance = ops.matmul(ops.square(x - mean), weights)
     return mean, variance, float(channels)
 
