@@ -347,12 +347,11 @@ class BatchNormalization(base.BaseNormalization):
         channels = x.shape[-1]
         if self.virtual_batch_size is not None:
             # (batch, ..., C) -> (virtual batches, rows of each, C).
-            x = self._ghost_reshape(x)
-            x = ops.reshape(x, (ops.shape(x)[0], -1, channels))
+            x = fused.sample_view(self._ghost_reshape(x))
         else:
-            # Samples as blocks of one set of statistics: column sums over
-            # each sample's positions run 3.7x faster than over all rows.
-            x = ops.reshape(x, (shape[0], -1, channels))
+            # Samples as blocks of one set of statistics (see
+            # `fused._column_sums`).
+            x = fused.sample_view(x)
         shared = self.virtual_batch_size is None
         mean, variance, count = fused.channel_moments(x, shared=shared)
         tracked = variance

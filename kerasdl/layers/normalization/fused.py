@@ -29,6 +29,7 @@ test_fused.py).
 
 import contextlib
 import functools
+import math
 
 import keras
 from keras import ops
@@ -80,6 +81,17 @@ def use_fused(flag):
         _OVERRIDE.pop()
 
 
+def sample_view(x):
+    """Views channels-last `x` (N, ..., C) as (N, S, C), S the positions per sample.
+
+    S stays static wherever the input's inner dimensions are, so that
+    `_column_sums` can choose its method when the batch size is unknown.
+    """
+    inner = x.shape[1:-1]
+    positions = -1 if None in inner else math.prod(inner)
+    return ops.reshape(x, (ops.shape(x)[0], positions, x.shape[-1]))
+
+
 def _pool_channels(value, groups):
     """Sums (N, C) over each group's channels and repeats back to (N, C)."""
     channels = value.shape[-1]
@@ -120,20 +132,39 @@ def channel_moments(x, shared=False):
     shape = ops.shape(x)
     count = ops.cast(shape[1] * shape[0] if shared else shape[1], "float32")
     mean = _column_sums(x, shared) / count
-    variance = _column_sums(ops.square(x - mean[:, None, :]), shared) / count
+    variance = ops.square(x - mean[:, None, :])
+    variance = _column_sums(variance, shared, product=True) / count
     return mean, variance, count
 
 
-def _column_sums(q, shared=False):
+# Positions per sample from which column sums run as per-sample matrix products.
+MIN_BLOCK_POSITIONS = 256
+
+
+def _column_sums(q, shared=False, product=False):
     """Sums (N, S, C) over S (and over N if `shared`): (N or 1, C).
 
-    A batched matrix product with a ones vector per leading index. XLA's
-    CPU compiler runs it as fast as a reduction of a stored tensor, and
-    faster than one over a fused product or a matrix product whose
-    contracted axis is the whole batch (0.5 vs 0.6 and 1.9 ms, 65536 x 64
-    as (64, 1024, 64)).
+    With at least `MIN_BLOCK_POSITIONS` positions per sample (a static S): a
+    batched matrix product with a ones vector per sample. XLA's CPU compiler
+    runs that as fast as a reduction of a stored tensor, and much faster
+    than a reduction into which it fuses an elementwise product, or than
+    one matrix product over all N * S rows (0.5 vs 0.6 and 1.9 ms for a
+    stored 65536 x 64 tensor as (64, 1024, 64)).
+
+    With fewer positions, TensorFlow's graph mode pays for each small
+    product (batch norm on (512, 64) took 3.1x the time), so: a reduction,
+    except for an elementwise `product` such as `dy * x_hat`, summed by one
+    matrix product over the rows of each set of statistics.
     """
-    n, s = ops.shape(q)[0], ops.shape(q)[1]
+    n, s = ops.shape(q)[0], q.shape[1]
+    if s is None or s < MIN_BLOCK_POSITIONS:
+        if not product:
+            if shared:
+                return ops.expand_dims(ops.sum(q, axis=(0, 1)), 0)
+            return ops.sum(q, axis=1)
+        if shared:  # one block of all N * S rows
+            q = ops.reshape(q, (1, -1, q.shape[-1]))
+            n, s = 1, ops.shape(q)[1]
     ones = ops.ones((n, 1, s), dtype=q.dtype)
     sums = ops.squeeze(ops.matmul(ones, q), axis=1)
     return ops.sum(sums, axis=0, keepdims=True) if shared else sums
@@ -202,7 +233,7 @@ def normalize_channels(x, mean, variance, gamma, beta, epsilon, groups):
         xhat = (x - mean[:, None, :]) * rstd[:, None, :]
         shared = mean.shape[0] == 1  # batch norm: one set for all of N
         sum_dy = _column_sums(dy, shared)  # (N or 1, C)
-        sum_dy_xhat = _column_sums(dy * xhat, shared)
+        sum_dy_xhat = _column_sums(dy * xhat, shared, product=True)
         g = 1.0 if gamma is None else gamma
         count = ops.shape(x)[1] * (ops.shape(x)[0] if shared else 1)
         count = ops.cast(count * (x.shape[-1] // groups), "float32")
@@ -254,7 +285,7 @@ def normalize_rows(x, mean, variance, gamma, beta, epsilon):
         mean_g = ops.matmul(dy, g_over_c)
         mean_gx = ops.matmul(q, g_over_c)
         dx = dy * (rstd * g) - rstd * mean_g - xhat * (rstd * mean_gx)
-        dgamma = _column_sums(q, shared=True)[0] if wants[0] else None
+        dgamma = _column_sums(q, True, product=True)[0] if wants[0] else None
         dbeta = _column_sums(dy, shared=True)[0] if wants[1] else None
         return dx, dgamma, dbeta
 

@@ -190,8 +190,7 @@ class GroupNormalization(base.BaseNormalization):
     def _fused_call(self, x):
         """Channels-last group norm with the closed-form gradient (`fused`)."""
         shape = ops.shape(x)
-        channels = x.shape[-1]
-        x = ops.reshape(x, (shape[0], -1, channels))
+        x = fused.sample_view(x)
         mean, variance, _ = fused.channel_moments(x)
         mean, variance = self._pool_groups(mean, variance, axis=1)
         outputs = fused.normalize_channels(

@@ -171,7 +171,7 @@ class InstanceNormalization(base.BaseNormalization):
         )
         if fast:  # (batch, positions, channels): the closed-form gradient
             shape, channels = ops.shape(x), x.shape[-1]
-            x = ops.reshape(x, (shape[0], -1, channels))
+            x = fused.sample_view(x)
             mean, variance, count = fused.channel_moments(x)
         else:
             mean, variance, count = base.moments(x, self._reduction_axes, mask=weights)

@@ -16,6 +16,8 @@ import kerasdl.layers as kl
 from kerasdl.layers.normalization import fused
 
 BACKEND = keras.backend.backend()
+# Enough positions per sample for the column sums' matrix-product method.
+BLOCK = fused.MIN_BLOCK_POSITIONS
 
 CASES = {
     "layer_norm_4d": (lambda: kl.LayerNormalization(), (3, 4, 5, 8)),
@@ -39,6 +41,21 @@ CASES = {
     "instance_norm": (
         lambda: kl.InstanceNormalization(track_running_stats=True, momentum=0.5),
         (3, 5, 6, 8),
+    ),
+    # The same with column sums as batched matrix products (S >= BLOCK).
+    "layer_norm_blocks": (lambda: kl.LayerNormalization(), (2, BLOCK, 8)),
+    "batch_norm_blocks": (
+        lambda: kl.BatchNormalization(convention="torch"),
+        (3, BLOCK // 16, 16, 8),
+    ),
+    "ghost_batch_norm_blocks": (
+        lambda: kl.BatchNormalization(virtual_batch_size=2),
+        (4, BLOCK // 2, 8),
+    ),
+    "group_norm_blocks": (lambda: kl.GroupNormalization(groups=4), (2, BLOCK, 8)),
+    "instance_norm_blocks": (
+        lambda: kl.InstanceNormalization(track_running_stats=True),
+        (2, BLOCK // 16, 16, 8),
     ),
 }
 
@@ -140,7 +157,15 @@ def test_fused_matches_autodiff(case, jit):
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="JAX traces static shapes")
 @pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
 @pytest.mark.parametrize(
-    "case", ["batch_norm", "batch_norm_2d", "ghost_batch_norm", "layer_norm_4d"]
+    "case",
+    [
+        "batch_norm",
+        "batch_norm_2d",
+        "ghost_batch_norm",
+        "layer_norm_4d",
+        "batch_norm_blocks",
+        "layer_norm_blocks",
+    ],
 )
 def test_fused_matches_autodiff_with_unknown_batch_size(case, jit):
     # Batch norm's statistics span the batch axis, and both kernels block
