@@ -16,8 +16,8 @@ import kerasdl.layers as kl
 from kerasdl.layers.normalization import fused
 
 BACKEND = keras.backend.backend()
-# Enough positions per sample for the column sums' matrix-product method.
-BLOCK = fused.MIN_BLOCK_POSITIONS
+# Positions per sample of 8 channels for the column sums' matrix products.
+BLOCK = fused.MIN_BLOCK_SIZE // 8
 
 CASES = {
     "layer_norm_4d": (lambda: kl.LayerNormalization(), (3, 4, 5, 8)),
@@ -42,7 +42,7 @@ CASES = {
         lambda: kl.InstanceNormalization(track_running_stats=True, momentum=0.5),
         (3, 5, 6, 8),
     ),
-    # The same with column sums as batched matrix products (S >= BLOCK).
+    # The same with column sums as per-sample matrix products (S * C large).
     "layer_norm_blocks": (lambda: kl.LayerNormalization(), (2, BLOCK, 8)),
     "batch_norm_blocks": (
         lambda: kl.BatchNormalization(convention="torch"),
