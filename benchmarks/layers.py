@@ -35,26 +35,33 @@ the layers compute their gradient in closed form (`kerasdl/layers/
 normalization/fused.py`):
 
     shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
-    64x32x32x64    BatchNorm              11.42    15.72   0.73     6.58    19.84   0.33    10.89      0.60
-    64x32x32x64    LayerNorm              14.47    21.77   0.66     8.30    14.09   0.59     6.74      1.23
-    64x32x32x64    GroupNorm(32)          13.03    39.97   0.33     7.67    19.01   0.40     7.00      1.10
-    64x32x32x64    InstanceNorm           11.89    14.42   0.82     6.84    21.98   0.31    10.32      0.66
-    64x32x32x64    GhostBN(v=8) vs BN     11.36    11.96   0.95     5.97     5.52   1.08        -         -
-    64x128x256     BatchNorm               5.52     7.23   0.76     3.51     7.22   0.49     5.37      0.65
-    64x128x256     LayerNorm               6.26     8.68   0.72     3.77     6.05   0.62     2.86      1.32
-    64x128x256     GroupNorm(32)           5.99     9.26   0.65     3.85     5.73   0.67     3.00      1.28
-    64x128x256     InstanceNorm            5.44     6.15   0.89     3.80     8.29   0.46     4.79      0.79
-    64x128x256     GhostBN(v=8) vs BN      5.59     5.65   0.99     2.28     2.92   0.78        -         -
+    64x32x32x64    BatchNorm              12.85    16.32   0.79     8.36    21.23   0.39    11.97      0.70
+    64x32x32x64    LayerNorm              15.41    22.08   0.70     9.66    16.15   0.60     7.46      1.30
+    64x32x32x64    GroupNorm(32)          14.64    41.56   0.35     7.94    19.05   0.42     7.43      1.07
+    64x32x32x64    InstanceNorm           14.49    16.52   0.88     7.83    24.22   0.32    11.32      0.69
+    64x32x32x64    GhostBN(v=8) vs BN     14.27    15.13   0.94     6.54     6.47   1.01        -         -
+    64x128x256     BatchNorm               6.81     8.08   0.84     3.86     9.00   0.43     5.93      0.65
+    64x128x256     LayerNorm               7.31    10.38   0.70     4.73     7.64   0.62     3.81      1.24
+    64x128x256     GroupNorm(32)           6.87    10.10   0.68     3.89     5.78   0.67     3.24      1.20
+    64x128x256     InstanceNorm            6.98     6.98   1.00     4.67     9.12   0.51     6.23      0.75
+    64x128x256     GhostBN(v=8) vs BN      6.42     6.40   1.00     2.59     3.18   0.81        -         -
 
-Every layer is below its built-in's time in both modes (three runs:
-0.30-0.96), ghost BN costs no more than plain BN (0.78-1.08). Under XLA,
-against PyTorch CPU, three runs: BN 0.60-0.69, LN 1.17-1.33, GN 1.10-1.37,
-IN 0.66-0.79. The column sums (batch statistics, `dgamma`, `dbeta`) are
-batched matrix products over each sample's positions: a vector-matrix
-product over all 65536 rows of a (65536, 64) tensor took 1.9 ms, the
-batched product over (64, 1024, 64) 0.5 ms, a reduction 0.6 ms. An earlier
-version that used the former (for BN's statistics and LN's `dgamma`, with
-reductions for `dbeta`) ran LN on 64x32x32x64 at 1.54-1.74x PyTorch.
+Every layer is at or below its built-in's time in both modes (three full
+runs: 0.32-1.00; instance norm on 64x128x256 once at 1.01 in graph mode,
+0.94 in a rerun), ghost BN costs no more than plain BN (0.76-1.02). Under
+XLA, against PyTorch CPU, three runs: BN 0.65-0.73, LN 1.09-1.32 (1.51 once
+on 64x32x32x64, in a run where the built-in was 10-20% slower too; 1.17 in
+a rerun), GN 1.07-1.44, IN 0.67-0.75.
+
+Column sums (batch statistics, `dgamma`, `dbeta`): when a sample holds at
+least 16384 values, batched matrix products over each sample's positions. A
+vector-matrix product over all 65536 rows of a (65536, 64) tensor took
+1.9 ms, the batched product over (64, 1024, 64) 0.5 ms, a reduction 0.6 ms.
+An earlier version used the former (BN's statistics, LN's `dgamma`) and
+reductions (LN's `dbeta`): LN on 64x32x32x64 ran at 1.54-1.74x PyTorch.
+Below 16384 values per sample (and for unknown shapes) the layers keep that
+earlier method: TF graph mode pays for each small product (BN on (512, 64)
+3.1x the time).
 
 With `--autodiff` (the layers' generic path: autodiff of the formula, as on
 GPUs), an earlier run:
