@@ -345,14 +345,12 @@ class BatchNormalization(base.BaseNormalization):
         """Channels-last training step with the closed-form gradient (`fused`)."""
         shape = ops.shape(x)
         channels = x.shape[-1]
-        if self.virtual_batch_size is not None:
-            # (batch, ..., C) -> (virtual batches, rows of each, C).
-            x = fused.sample_view(self._ghost_reshape(x))
-        else:
-            # Samples as blocks of one set of statistics (see
-            # `fused._column_sums`).
-            x = fused.sample_view(x)
         shared = self.virtual_batch_size is None
+        if not shared:  # (batch, ...) -> (virtual batches, v, ...)
+            x = self._ghost_reshape(x)
+        # (blocks, positions, C): samples sharing one set of statistics, or
+        # virtual batches with a set each (see `fused._column_sums`).
+        x = fused.sample_view(x)
         mean, variance, count = fused.channel_moments(x, shared=shared)
         tracked = variance
         if self.convention == "torch":

@@ -286,7 +286,7 @@ def normalize_rows(x, mean, variance, gamma, beta, epsilon):
         mean_g = ops.matmul(dy, g_over_c)
         mean_gx = ops.matmul(q, g_over_c)
         dx = dy * (rstd * g) - rstd * mean_g - xhat * (rstd * mean_gx)
-        dgamma = _column_sums(q, True, product=True)[0] if wants[0] else None
+        dgamma = _column_sums(q, shared=True, product=True)[0] if wants[0] else None
         dbeta = _column_sums(dy, shared=True)[0] if wants[1] else None
         return dx, dgamma, dbeta
 
