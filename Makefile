@@ -11,9 +11,10 @@ STAMP := $(VENV)/.kerasdl-installed
 JAX_VENV ?= .venv-jax
 JAX_PY := $(JAX_VENV)/bin/python
 JAX_STAMP := $(JAX_VENV)/.kerasdl-installed
-# Everything that needs no TensorFlow: layers, regularizers, callbacks and the CNN
-# builders (build, train a step, .keras round trip).
-JAX_TESTS := tests/layers tests/regularizers tests/callbacks \
+# Everything that needs no TensorFlow: layers, regularizers, callbacks, Keras' own
+# tests of the classes kerasdl replaces, and the CNN builders (build, train a step,
+# .keras round trip).
+JAX_TESTS := tests/layers tests/regularizers tests/callbacks tests/compat \
 	tests/models/test_model_zoo.py tests/models/test_model_options.py \
 	tests/models/test_param_counts.py tests/models/test_model_saving.py
 PYTEST_ARGS ?=
@@ -31,7 +32,7 @@ $(STAMP): pyproject.toml
 $(JAX_STAMP): pyproject.toml
 	test -x $(JAX_PY) || $(PYTHON) -m venv $(JAX_VENV)
 	$(JAX_PY) -m pip install -q --upgrade pip
-	$(JAX_PY) -m pip install -q "jax[cpu]==0.10.2" "keras>=3.5" numpy scikit-learn \
+	$(JAX_PY) -m pip install -q "jax[cpu]==0.10.2" "keras==3.15.1" numpy scikit-learn \
 		pytest pytest-xdist hypothesis
 	$(JAX_PY) -m pip install -q --no-deps -e .
 	touch $(JAX_STAMP)

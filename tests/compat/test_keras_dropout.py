@@ -1,0 +1,15 @@
+"""Keras' own `dropout_test.py`, run with kerasdl's `Dropout`."""
+
+from kerasdl import layers as kerasdl_layers
+
+from _swap import keras_test_module
+
+keras_tests = keras_test_module(
+    "layers.regularization.dropout_test",
+    "layers",
+    Dropout=kerasdl_layers.Dropout,
+)
+
+
+class TestKerasDropout(keras_tests.DropoutTest):
+    pass
