@@ -4,7 +4,14 @@ All four share one moments-over-axes mechanism (`base.moments` /
 `base.normalize`) and a `convention="keras"|"torch"` switch.
 """
 
+from kerasdl.layers.normalization.batch_norm_conversion import (
+    fold_batch_norm,
+    freeze_batch_norm,
+)
 from kerasdl.layers.normalization.batch_normalization import BatchNormalization
+from kerasdl.layers.normalization.frozen_batch_normalization import (
+    FrozenBatchNormalization,
+)
 from kerasdl.layers.normalization.group_normalization import GroupNormalization
 from kerasdl.layers.normalization.instance_normalization import (
     InstanceNormalization,
@@ -13,7 +20,10 @@ from kerasdl.layers.normalization.layer_normalization import LayerNormalization
 
 __all__ = [
     "BatchNormalization",
+    "FrozenBatchNormalization",
     "GroupNormalization",
     "InstanceNormalization",
     "LayerNormalization",
+    "fold_batch_norm",
+    "freeze_batch_norm",
 ]
