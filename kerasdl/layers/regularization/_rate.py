@@ -5,20 +5,22 @@ import numbers
 
 
 def validate_rate(rate):
-    """Returns `rate` as a float after checking it lies in `[0, 1)`.
+    """Returns `rate` as a float after checking it lies in `[0, 1]`.
 
-    A rate of 1 is refused: inverted dropout scales the kept units by
-    `1 / (1 - rate)`, which has no value there, and a layer that drops
-    everything is better written as zeros.
+    As in Keras, a rate of 1 is accepted: every unit is dropped and the
+    layer outputs zeros in training (the `1 / (1 - rate)` scaling of the kept
+    units never applies, as none are kept).
     """
-    if (
-        isinstance(rate, bool)
-        or not isinstance(rate, numbers.Real)
-        or not math.isfinite(rate)
-        or not 0 <= rate < 1
-    ):
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(
+            "Invalid type for argument `rate`: expected a float between 0 and 1 "
+            "(the fraction of units to drop). "
+            f"Received: rate={rate!r} of type {type(rate).__name__}"
+        )
+    if not math.isfinite(rate) or not 0 <= rate <= 1:
         raise ValueError(
-            "Invalid value for argument `rate`: expected a float in [0, 1) "
-            f"(the fraction of units to drop). Received: rate={rate!r}"
+            "Invalid value received for argument `rate`. Expected a float value "
+            "between 0 and 1. It is the fraction of units to drop, 0 and 1 "
+            f"included. Received: rate={rate!r}"
         )
     return float(rate)

@@ -2,6 +2,7 @@
 
 import keras
 
+from kerasdl.layers.regularization._build import build_at_init
 from kerasdl.layers.regularization._rate import validate_rate
 
 
@@ -14,8 +15,8 @@ def drop_path(inputs, rate=0.0, training=False, seed=None):
 
     Args:
         inputs: a tensor whose first axis is the batch.
-        rate: float in `[0, 1)`, the probability of dropping a sample.
-            Defaults to `0.0`.
+        rate: float in `[0, 1]`, the probability of dropping a sample; `1`
+            drops them all. Defaults to `0.0`.
         training: bool, whether to drop. Defaults to `False`.
         seed: an int, a `keras.random.SeedGenerator` (use one inside layers
             so that each call draws a new mask), or `None`. Defaults to `None`.
@@ -32,6 +33,8 @@ def drop_path(inputs, rate=0.0, training=False, seed=None):
     rate = validate_rate(rate)
     if not training or rate == 0:
         return inputs
+    if rate == 1:
+        return keras.ops.zeros_like(inputs)
     # One draw per sample, broadcast over every other axis: (batch, 1, ..., 1).
     noise_shape = (keras.ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
     return keras.random.dropout(inputs, rate, noise_shape=noise_shape, seed=seed)
@@ -49,7 +52,8 @@ class DropPath(keras.layers.Layer):
     operation as a function.
 
     Args:
-        rate: float in `[0, 1)`, the probability of dropping a sample.
+        rate: float in `[0, 1]`, the probability of dropping a sample; `1`
+            drops them all.
         seed: optional int, the seed of the mask generator. Defaults to `None`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
@@ -74,7 +78,7 @@ class DropPath(keras.layers.Layer):
         self.rate = validate_rate(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs, training=False):
         return drop_path(inputs, self.rate, training, seed=self.seed_generator)

@@ -1,5 +1,8 @@
+import numbers
+
 import keras
 
+from kerasdl.layers.regularization._build import build_at_init
 from kerasdl.layers.regularization._rate import validate_rate
 
 
@@ -21,8 +24,9 @@ class Dropout(keras.layers.Layer):
     The layer has no weights; `trainable=False` does not change what it does.
 
     Args:
-        rate: float in `[0, 1)`, the fraction of input units to drop.
-        noise_shape: optional tuple of ints (or `None` entries) giving the
+        rate: float in `[0, 1]`, the fraction of input units to drop; `1`
+            drops every unit (the output is zeros in training).
+        noise_shape: optional tuple or list of ints (or `None` entries) giving the
             shape of the binary mask that multiplies the input; a `None` entry
             takes the input's size on that axis. For inputs of shape
             `(batch, timesteps, features)`, `noise_shape=(None, 1, None)` drops
@@ -57,11 +61,13 @@ class Dropout(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
+        if self.rate == 1:
+            return keras.ops.zeros_like(inputs)
         return keras.random.dropout(
             inputs, self.rate, noise_shape=self.noise_shape, seed=self.seed_generator
         )
@@ -84,11 +90,34 @@ class Dropout(keras.layers.Layer):
 def _validate_noise_shape(noise_shape):
     if noise_shape is None:
         return None
-    if isinstance(noise_shape, (list, tuple)) and all(
-        dim is None or (type(dim) is int and dim > 0) for dim in noise_shape
-    ):
-        return tuple(noise_shape)
-    raise ValueError(
-        "Invalid value for argument `noise_shape`: expected a tuple of "
-        f"positive ints or None entries. Received: noise_shape={noise_shape!r}"
-    )
+    # Keras raises ValueError for every bad `noise_shape`, of a wrong type too,
+    # and its tests check that type: so do we.
+    prefix = "Invalid value received for argument `noise_shape`."
+    if isinstance(noise_shape, (str, bytes)):
+        raise ValueError(  # noqa: TRY004
+            f"{prefix} Expected a tuple or list of integers (or None entries), "
+            f"one per input axis. Received: noise_shape={noise_shape!r}"
+        )
+    try:
+        dims = tuple(noise_shape)
+    except TypeError:
+        raise ValueError(
+            f"{prefix} Expected an iterable of integers (e.g. a tuple or list), "
+            f"one per input axis. Received: noise_shape={noise_shape!r}"
+        ) from None
+    for index, dim in enumerate(dims):
+        if dim is None:
+            continue
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise ValueError(  # noqa: TRY004
+                f"{prefix} Expected all elements to be integers or None. "
+                f"Received: noise_shape={noise_shape!r}, whose element {index} "
+                f"is {dim!r} of type {type(dim).__name__}"
+            )
+        if dim <= 0:
+            raise ValueError(
+                f"{prefix} Expected all dimensions to be positive integers or "
+                f"None. Received: noise_shape={noise_shape!r}, whose element "
+                f"{index} is {dim}"
+            )
+    return tuple(None if dim is None else int(dim) for dim in dims)

@@ -2,6 +2,7 @@
 
 import keras
 
+from kerasdl.layers.regularization._build import build_at_init
 from kerasdl.layers.regularization._rate import validate_rate
 
 
@@ -24,11 +25,13 @@ class _SpatialDropout(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
-        self.built = True
+        build_at_init(self)
 
     def call(self, inputs, training=False):
         if not training or self.rate == 0:
             return inputs
+        if self.rate == 1:
+            return keras.ops.zeros_like(inputs)
         # One draw per (sample, channel); the mask is broadcast over space.
         shape = keras.ops.shape(inputs)
         ones = (1,) * self.rank
@@ -61,7 +64,8 @@ _DOCSTRING = """Spatial {rank}D dropout: drops entire {maps} instead of single u
     towards independence. At inference the layer is the identity.
 
     Args:
-        rate: float in `[0, 1)`, the fraction of channels to drop.
+        rate: float in `[0, 1]`, the fraction of channels to drop; `1` drops
+            them all (the output is zeros in training).
         data_format: `"channels_last"` (inputs `{last}`) or `"channels_first"`
             (inputs `{first}`). Defaults to `None`, which reads
             `keras.config.image_data_format()`.

@@ -62,9 +62,38 @@ def test_residual_block_in_functional_model():
     assert np.isfinite(history.history["loss"][0])
 
 
-@pytest.mark.parametrize("rate", [-0.5, 1.0, 2])
+@pytest.mark.parametrize("rate", [-0.5, 1.5, 2])
 def test_rate_outside_unit_interval_is_refused(rate):
     with pytest.raises(ValueError, match=f"Received: rate={rate}"):
         kerasdl.layers.DropPath(rate)
     with pytest.raises(ValueError, match=f"Received: rate={rate}"):
         drop_path(np.ones((2, 2)), rate, training=True)
+
+
+def test_rate_one_drops_every_sample():
+    x = np.ones((4, 3), "float32")
+    for y in (
+        kerasdl.layers.DropPath(1.0, seed=0)(x, training=True),
+        drop_path(x, 1.0, training=True, seed=0),
+    ):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), 0 * x)
+
+
+def test_subclass_build_runs_once_on_first_call():
+    # Regression: the layer set `built = True` in `__init__`, so a subclass's
+    # own `build()` never ran.
+    assert kerasdl.layers.DropPath(0.5).built  # no weights: built at once
+    shapes = []
+
+    class WithBuild(kerasdl.layers.DropPath):
+        def build(self, input_shape):
+            shapes.append(tuple(input_shape))
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    layer = WithBuild(0.5, seed=0)
+    assert not layer.built
+    x = np.ones((2, 3), "float32")
+    layer(x)
+    layer(x, training=True)
+    assert shapes == [(2, 3)]
+    assert layer.built and len(layer.weights) == 1

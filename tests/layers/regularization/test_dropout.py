@@ -87,14 +87,74 @@ def test_fresh_masks_every_step_inside_compiled_fit():
     assert len(set(seen)) > 1
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, float("nan"), "0.5", True])
+@pytest.mark.parametrize("rate", [-0.1, 1.5, float("nan"), float("inf")])
 def test_rate_outside_unit_interval_is_refused(rate):
-    with pytest.raises(ValueError, match=r"rate.*Received: rate="):
+    with pytest.raises(
+        ValueError, match=r"argument `rate`\..*between 0 and 1.*Received: rate="
+    ):
         kerasdl.layers.Dropout(rate)
 
 
-def test_bad_noise_shape_is_refused():
-    with pytest.raises(ValueError, match="noise_shape"):
-        kerasdl.layers.Dropout(0.5, noise_shape="batch")
-    with pytest.raises(ValueError, match="noise_shape"):
-        kerasdl.layers.Dropout(0.5, noise_shape=(None, 0))
+@pytest.mark.parametrize("rate", ["0.5", True, None])
+def test_rate_of_wrong_type_is_a_type_error(rate):
+    # Keras raises TypeError for a string rate (from its comparison); so do we,
+    # for every non-number, with the value and type named.
+    with pytest.raises(TypeError, match=r"`rate`.*Received: rate=.* of type"):
+        kerasdl.layers.Dropout(rate)
+
+
+def test_rate_one_drops_every_unit():
+    # Keras accepts rate=1; the output is zeros in training, finite gradients.
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    layer = kerasdl.layers.Dropout(1.0, seed=0)
+    assert layer.get_config()["rate"] == 1.0
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(x, training=True)), np.zeros_like(x)
+    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(x)), x)
+
+
+@pytest.mark.parametrize(
+    "noise_shape, match",
+    [
+        ("batch", "Expected a tuple or list of integers"),
+        (3, "Expected an iterable of integers"),
+        ((None, 1.5), "Expected all elements to be integers or None"),
+        ((None, True), "Expected all elements to be integers or None"),
+        ((None, 0), "Expected all dimensions to be positive integers or None"),
+        ((-1, 2), "Expected all dimensions to be positive integers or None"),
+    ],
+)
+def test_bad_noise_shape_is_refused(noise_shape, match):
+    with pytest.raises(ValueError, match=match) as error:
+        kerasdl.layers.Dropout(0.5, noise_shape=noise_shape)
+    assert f"Received: noise_shape={noise_shape!r}" in str(error.value)
+
+
+def test_noise_shape_iterables_become_tuples_of_ints():
+    layer = kerasdl.layers.Dropout(0.5, noise_shape=[np.int64(4), None, 1])
+    assert layer.noise_shape == (4, None, 1)
+    assert all(type(dim) is int for dim in layer.noise_shape if dim is not None)
+
+
+def test_subclass_build_runs_once_on_first_call():
+    # Regression: the layer set `built = True` in `__init__`, so a subclass's
+    # own `build()` (creating a weight here) never ran.
+    assert kerasdl.layers.Dropout(0.5).built  # no weights: built at once
+    shapes = []
+
+    class ScaledDropout(kerasdl.layers.Dropout):
+        def build(self, input_shape):
+            shapes.append(tuple(input_shape))
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+        def call(self, inputs, training=False):
+            return super().call(inputs, training) * self.scale
+
+    layer = ScaledDropout(0.5, seed=0)
+    assert not layer.built
+    x = np.ones((2, 3), "float32")
+    layer(x)
+    layer(x, training=True)
+    assert shapes == [(2, 3)]
+    assert layer.built and len(layer.weights) == 1

@@ -62,10 +62,40 @@ def test_wrong_rank_is_refused(layer_cls, input_shape):
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="Received: rate=1"):
-        kerasdl.layers.SpatialDropout2D(1)
+    with pytest.raises(ValueError, match="Received: rate=1.5"):
+        kerasdl.layers.SpatialDropout2D(1.5)
+    with pytest.raises(TypeError, match="Received: rate='0.5'"):
+        kerasdl.layers.SpatialDropout2D("0.5")
     with pytest.raises(ValueError, match="Received: data_format='NHWC'"):
         kerasdl.layers.SpatialDropout2D(0.5, data_format="NHWC")
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+def test_rate_one_drops_every_channel(layer_cls, input_shape):
+    x = np.ones(input_shape, "float32")
+    y = layer_cls(1.0, seed=0)(x, training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(y), np.zeros_like(x))
+
+
+@pytest.mark.parametrize("layer_cls, input_shape", CASES)
+def test_subclass_build_runs_once_on_first_call(layer_cls, input_shape):
+    # Regression: the layers set `built = True` in `__init__`, so a subclass's
+    # own `build()` never ran.
+    assert layer_cls(0.5).built  # no weights: built at once
+    shapes = []
+
+    class WithBuild(layer_cls):
+        def build(self, input_shape):
+            shapes.append(tuple(input_shape))
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+    layer = WithBuild(0.5, seed=0)
+    assert not layer.built
+    x = np.ones(input_shape, "float32")
+    layer(x)
+    layer(x, training=True)
+    assert shapes == [input_shape]
+    assert layer.built and len(layer.weights) == 1
 
 
 def test_default_data_format_follows_keras_config():
