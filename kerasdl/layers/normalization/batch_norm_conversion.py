@@ -21,6 +21,8 @@ Both work on Functional and Sequential models (nested ones included) through
 untouched.
 """
 
+import itertools
+
 import keras
 import numpy as np
 
@@ -179,7 +181,7 @@ def _fold_sequential(model):
         )
     layers = model.layers
     folds = {}  # id(conv) -> batch norm folded into it
-    for conv, bn in zip(layers, layers[1:]):
+    for conv, bn in itertools.pairwise(layers):
         if layers.count(conv) == 1 and _can_fold(conv, bn):
             folds[id(conv)] = bn
     folded_bns = {id(bn) for bn in folds.values()}
