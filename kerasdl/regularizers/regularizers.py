@@ -1,9 +1,15 @@
-"""Weight penalties `L1`, `L2` and `L1L2`, and `get` to resolve them by name."""
+"""Weight penalties `L1`, `L2`, `L1L2` and `OrthogonalRegularizer`, and the
+functions that resolve them by name: `get`, `serialize`, `deserialize`."""
 
+import inspect
 import math
 import numbers
 
 import keras
+
+# The base class is Keras' own, so that `isinstance(r, Regularizer)` holds for
+# Keras' regularizers and ours alike.
+Regularizer = keras.regularizers.Regularizer
 
 _RELATION_TO_WEIGHT_DECAY = """
     Relation to the textbook form and to weight decay: many texts write the
@@ -134,6 +140,73 @@ class L2(keras.regularizers.Regularizer):
         return {"l2": self.l2}
 
 
+@keras.saving.register_keras_serializable(package="kerasdl")
+class OrthogonalRegularizer(keras.regularizers.Regularizer):
+    """Pushes the rows (or columns) of a matrix towards being orthogonal.
+
+    The penalty is `factor` times the mean absolute cosine similarity between
+    two different rows (`mode="rows"`) or columns (`mode="columns"`):
+    `factor * Σ_{i≠j} |cos(v_i, v_j)| / (n * (n - 1))` over the `n` vectors.
+    It is 0 when the vectors are mutually orthogonal and `factor` when they
+    are all parallel; their lengths do not matter. On a `Dense` kernel of
+    shape `(input_dim, units)`, `"columns"` decorrelates the units' weight
+    vectors, `"rows"` the input features' fan-out. A single vector (or a zero
+    one, whose cosine counts as 0) adds no penalty. Same penalty and
+    arguments as `keras.regularizers.OrthogonalRegularizer`, with finite
+    gradients at zero rows.
+
+    Args:
+        factor: float >= 0, the weight of the penalty. Defaults to `0.01`.
+        mode: `"rows"` or `"columns"`, the vectors to decorrelate. Defaults
+            to `"rows"`.
+
+    Example:
+
+    ```python
+    layer = keras.layers.Dense(
+        16,
+        kernel_regularizer=kerasdl.regularizers.OrthogonalRegularizer(
+            factor=0.01, mode="columns"
+        ),
+    )
+    ```
+    """
+
+    def __init__(self, factor=0.01, mode="rows"):
+        self.factor = _validate_factor("factor", factor)
+        if mode not in ("rows", "columns"):
+            # Keras' wording, which its tests compare whole.
+            raise ValueError(
+                "Invalid value for argument `mode`. Expected one of "
+                f'{{"rows", "columns"}}. Received: mode={mode}'
+            )
+        self.mode = mode
+
+    def __call__(self, x):
+        x = keras.ops.convert_to_tensor(x)
+        if len(x.shape) != 2:
+            raise ValueError(
+                "Inputs to OrthogonalRegularizer must have rank 2. "
+                f"Received: inputs.shape={tuple(x.shape)}"
+            )
+        if self.mode == "columns":
+            x = keras.ops.transpose(x)
+        n = x.shape[0]  # (n, dim): the vectors to decorrelate, one per row
+        if n is None or n < 2:
+            return keras.ops.zeros((), dtype=x.dtype)
+        # Unit rows: x / max(|x|, epsilon), with the maximum taken before the
+        # square root so that a zero row has a finite gradient.
+        epsilon = keras.config.epsilon()
+        squared_norms = keras.ops.sum(keras.ops.square(x), axis=1, keepdims=True)
+        unit = x * keras.ops.rsqrt(keras.ops.maximum(squared_norms, epsilon**2))
+        cosines = keras.ops.matmul(unit, keras.ops.transpose(unit))  # (n, n)
+        off_diagonal = cosines * (1.0 - keras.ops.eye(n, dtype=x.dtype))
+        return self.factor * keras.ops.sum(keras.ops.abs(off_diagonal)) / (n * (n - 1))
+
+    def get_config(self):
+        return {"factor": self.factor, "mode": self.mode}
+
+
 L1L2.__doc__ = L1L2.__doc__.format(relation=_RELATION_TO_WEIGHT_DECAY)
 L2.__doc__ = L2.__doc__.format(relation=_RELATION_TO_WEIGHT_DECAY)
 
@@ -142,25 +215,77 @@ _BY_NAME = {
     "l2": L2,
     "l1l2": L1L2,
     "l1_l2": L1L2,
+    "orthogonal_regularizer": OrthogonalRegularizer,
+    "regularizer": Regularizer,
     "L1": L1,
     "L2": L2,
     "L1L2": L1L2,
+    "OrthogonalRegularizer": OrthogonalRegularizer,
+    "Regularizer": Regularizer,
 }
 
 
+def serialize(regularizer):
+    """Returns the config dict of `regularizer`, as `keras.regularizers.serialize`.
+
+    Args:
+        regularizer: a regularizer instance.
+
+    Returns:
+        A JSON-ready dict that `deserialize` (or `keras.regularizers.get`)
+        turns back into an equal regularizer.
+    """
+    return keras.saving.serialize_keras_object(regularizer)
+
+
+def deserialize(config, custom_objects=None):
+    """Builds a regularizer from a config, resolving short names to kerasdl's.
+
+    Args:
+        config: a dict as written by `serialize`: either a full one, naming
+            its module or registered name (any library's regularizer, rebuilt
+            as that class), or a short `{"class_name": "L2", "config": {...}}`,
+            whose built-in class names (`"L1"`, `"L2"`, `"L1L2"`,
+            `"OrthogonalRegularizer"`) resolve to the kerasdl classes; or one
+            of the names `get` accepts.
+        custom_objects: optional dict of names to classes, for regularizers
+            that are neither built in nor registered. Defaults to `None`.
+
+    Returns:
+        A regularizer instance.
+    """
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict):
+        raise TypeError(
+            "Could not deserialize a regularizer: expected a config dict or a "
+            f"name. Received: config={config!r}"
+        )
+    if config.get("module") or config.get("registered_name"):
+        # A full config names its class: honour it, whichever library.
+        return keras.saving.deserialize_keras_object(
+            config, custom_objects=custom_objects
+        )
+    class_name = config.get("class_name")
+    if class_name in _BY_NAME and class_name not in (custom_objects or {}):
+        return _BY_NAME[class_name].from_config(config.get("config") or {})
+    return keras.regularizers.deserialize(config, custom_objects=custom_objects)
+
+
 def get(identifier):
-    """Resolves a regularizer from a name, a config dict, or an instance.
+    """Resolves a regularizer from a name, a config dict, a class or an instance.
 
     Works like `keras.regularizers.get`, but names and class names resolve to
     the kerasdl classes.
 
     Args:
         identifier: one of `None` (returns `None`); a name, `"l1"`, `"l2"`,
-            `"l1_l2"` or a class name `"L1"`, `"L2"`, `"L1L2"` (returns an
-            instance with default factors); a dict `{"class_name": ...,
-            "config": {...}}` as written by `keras.saving.serialize_keras_object`
-            (any registered regularizer, Keras' own included); a
-            `keras.regularizers.Regularizer` or any callable (returned as is).
+            `"l1l2"` (or `"l1_l2"`), `"orthogonal_regularizer"`, or a class
+            name `"L1"`, `"L2"`, `"L1L2"`, `"OrthogonalRegularizer"` (returns
+            an instance with default arguments); a config dict, as
+            `deserialize` takes; a regularizer class (returns an instance with
+            default arguments); a `keras.regularizers.Regularizer` or any
+            callable (returned as is).
 
     Returns:
         A regularizer, or `None`.
@@ -182,13 +307,9 @@ def get(identifier):
             )
         return _BY_NAME[identifier]()
     if isinstance(identifier, dict):
-        if identifier.get("module") or identifier.get("registered_name"):
-            # A full config names its class: honour it, whichever library.
-            return keras.saving.deserialize_keras_object(identifier)
-        if identifier.get("class_name") in _BY_NAME:
-            cls = _BY_NAME[identifier["class_name"]]
-            return cls.from_config(identifier.get("config", {}))
-        return keras.regularizers.get(identifier)
+        return deserialize(identifier)
+    if inspect.isclass(identifier):
+        return identifier()
     if callable(identifier):
         return identifier
     raise ValueError(

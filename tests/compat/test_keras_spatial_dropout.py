@@ -1,8 +1,8 @@
 """Keras' own `spatial_dropout_test.py`, run with kerasdl's `SpatialDropout1D`, `SpatialDropout2D`, `SpatialDropout3D`."""
 
-from kerasdl import layers as kerasdl_layers
-
 from _swap import keras_test_module
+
+from kerasdl import layers as kerasdl_layers
 
 keras_tests = keras_test_module(
     "layers.regularization.spatial_dropout_test",

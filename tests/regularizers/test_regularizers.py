@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import kerasdl
-from kerasdl.regularizers import L1, L1L2, L2
+from kerasdl.regularizers import L1, L1L2, L2, OrthogonalRegularizer
 
 WEIGHTS = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -0.25]], "float32")
 
@@ -144,10 +144,41 @@ def test_get_passes_through_instances_callables_and_none():
     assert kerasdl.regularizers.get(None) is None
     fn = lambda w: keras.ops.sum(w)
     assert kerasdl.regularizers.get(fn) is fn
-    orthogonal = kerasdl.regularizers.get(
-        {"class_name": "OrthogonalRegularizer", "config": {"factor": 0.1}}
+    # A config naming Keras' class in full stays Keras'.
+    keras_orthogonal = keras.regularizers.OrthogonalRegularizer(0.1)
+    restored = kerasdl.regularizers.get(
+        keras.saving.serialize_keras_object(keras_orthogonal)
     )
-    assert isinstance(orthogonal, keras.regularizers.OrthogonalRegularizer)
+    assert type(restored) is keras.regularizers.OrthogonalRegularizer
+
+
+@pytest.mark.parametrize(
+    "identifier, cls",
+    [
+        ("l1l2", L1L2),
+        ("orthogonal_regularizer", OrthogonalRegularizer),
+        ("OrthogonalRegularizer", OrthogonalRegularizer),
+        ({"class_name": "OrthogonalRegularizer", "config": {"factor": 0.1}}, None),
+        (L2, L2),
+        (OrthogonalRegularizer, OrthogonalRegularizer),
+    ],
+)
+def test_get_resolves_every_keras_name_and_classes_to_kerasdl(identifier, cls):
+    # Keras' `get` instantiates a class it is given; ours returned the class.
+    regularizer = kerasdl.regularizers.get(identifier)
+    assert type(regularizer) is (cls or OrthogonalRegularizer)
+
+
+def test_serialize_deserialize_round_trip():
+    regularizer = OrthogonalRegularizer(factor=0.2, mode="columns")
+    config = kerasdl.regularizers.serialize(regularizer)
+    for deserialize in (kerasdl.regularizers.deserialize, keras.regularizers.get):
+        restored = deserialize(config)
+        assert type(restored) is OrthogonalRegularizer
+        assert restored.get_config() == {"factor": 0.2, "mode": "columns"}
+    short = {"class_name": "L1L2", "config": {"l1": 0.5}}
+    assert type(kerasdl.regularizers.deserialize(short)) is L1L2
+    assert isinstance(L2(), kerasdl.regularizers.Regularizer)
 
 
 def test_get_refuses_unknown_names():
@@ -164,3 +195,74 @@ def test_adam_step_with_l2_differs_from_decoupled_weight_decay():
     coupled = _train_dense(L2(l2), keras.optimizers.Adam(lr))
     decoupled = _train_dense(None, keras.optimizers.AdamW(lr, weight_decay=2 * l2))
     assert np.abs(coupled - decoupled).max() > 1e-3
+
+
+def _orthogonal_penalty_numpy(w, factor, mode):
+    vectors = w if mode == "rows" else w.T
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    cosines = unit @ unit.T
+    n = len(vectors)
+    return factor * np.abs(cosines * (1 - np.eye(n))).sum() / (n * (n - 1))
+
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+def test_orthogonal_penalty_matches_numpy_and_keras(mode):
+    w = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    ours = _value(OrthogonalRegularizer(factor=0.3, mode=mode), w)
+    keras_value = float(
+        keras.ops.convert_to_numpy(
+            # A tensor: Keras' columns mode fails on a NumPy array.
+            keras.regularizers.OrthogonalRegularizer(factor=0.3, mode=mode)(
+                keras.ops.convert_to_tensor(w)
+            )
+        )
+    )
+    assert ours == pytest.approx(_orthogonal_penalty_numpy(w, 0.3, mode), rel=1e-5)
+    assert ours == pytest.approx(keras_value, rel=1e-5)
+
+
+def test_orthogonal_penalty_is_zero_for_orthogonal_and_factor_for_parallel():
+    assert _value(OrthogonalRegularizer(0.5), np.eye(3, dtype="float32")) == 0
+    parallel = np.array([[1.0, 2.0], [2.0, 4.0], [-3.0, -6.0]], "float32")
+    assert _value(OrthogonalRegularizer(0.5), parallel) == pytest.approx(0.5)
+    # One vector, and the zero vector, add nothing (Keras: NaN for one row).
+    assert _value(OrthogonalRegularizer(0.5), np.ones((1, 4), "float32")) == 0
+    with_zero_row = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], "float32")
+    assert _value(OrthogonalRegularizer(0.5), with_zero_row) == 0
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="gradients via tf.GradientTape"
+)
+def test_orthogonal_gradient_is_finite_at_a_zero_row():
+    import tensorflow as tf
+
+    w = tf.Variable([[0.0, 0.0], [1.0, 0.5], [0.5, 1.0]])
+    with tf.GradientTape() as tape:
+        penalty = OrthogonalRegularizer(0.1)(w)
+    assert np.all(np.isfinite(tape.gradient(penalty, w).numpy()))
+
+
+def test_orthogonal_regularizer_trains_in_a_saved_model(tmp_path):
+    regularizer = OrthogonalRegularizer(factor=0.1, mode="columns")
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, kernel_regularizer=regularizer)]
+    )
+    model.compile("sgd", "mse")
+    x = np.ones((8, 4), "float32")
+    history = model.fit(x, np.zeros((8, 3), "float32"), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path).layers[0].kernel_regularizer
+    assert type(restored) is OrthogonalRegularizer
+    assert restored.get_config() == {"factor": 0.1, "mode": "columns"}
+
+
+def test_orthogonal_regularizer_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="Received: factor=-1"):
+        OrthogonalRegularizer(factor=-1)
+    with pytest.raises(ValueError, match="Received: mode=diagonal"):
+        OrthogonalRegularizer(mode="diagonal")
+    with pytest.raises(ValueError, match=r"Received: inputs.shape=\(2, 2, 2\)"):
+        OrthogonalRegularizer()(np.ones((2, 2, 2), "float32"))
