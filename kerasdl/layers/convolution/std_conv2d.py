@@ -55,7 +55,7 @@ class StdConv2D(keras.layers.Conv2D):
     >>> conv = kerasdl.layers.StdConv2D(8, 3, padding="same", use_bias=False)
     >>> norm = kerasdl.layers.GroupNormalization(groups=4)
     >>> x = np.random.rand(2, 16, 16, 3).astype("float32")
-    >>> norm(conv(x)).shape
+    >>> tuple(norm(conv(x)).shape)
     (2, 16, 16, 8)
     """
 

@@ -13,8 +13,9 @@ serve different stages and give models with different contracts: a frozen
 model keeps its layer structure and its weight names (checkpoints still load,
 the batch norms' `gamma` / `beta` can be unfrozen again), while a folded model
 has new kernels, no batch norm layers left to fine-tune, and is meant to be
-exported. `fold_batch_norm(freeze_batch_norm(model))` and
-`fold_batch_norm(model)` give the same model.
+exported. `fold_batch_norm(freeze_batch_norm(model))` folds the same pairs
+as `fold_batch_norm(model)`, with the same inference outputs; the batch norms
+that cannot be folded stay frozen in the first and live in the second.
 
 Both work on Functional and Sequential models (nested ones included) through
 `keras.models.clone_model`, and return a new model; the original is left
