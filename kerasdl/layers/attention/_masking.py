@@ -60,7 +60,7 @@ def merge_masks(
 
 
 def masked_softmax(scores, mask=None, axis=-1):
-    """Softmax over `axis` in float32, masked positions get weight 0.
+    """Softmax over `axis` (an int or a tuple of axes) in float32; masked positions get 0.
 
     `scores` may be float16/bfloat16 (mixed precision); the softmax runs in
     float32 and the result is cast back to the dtype of `scores`. A row whose
@@ -71,7 +71,19 @@ def masked_softmax(scores, mask=None, axis=-1):
     scores = ops.cast(scores, "float32")
     if mask is not None:
         scores = ops.where(mask, scores, -1e9)
-    weights = ops.softmax(scores, axis=axis)
+    if isinstance(axis, (tuple, list)) and len(axis) > 1:
+        # One softmax over several axes jointly (attention over 2-D positions).
+        axis = tuple(axis)
+        exponentials = ops.exp(
+            ops.subtract(scores, ops.max(scores, axis=axis, keepdims=True))
+        )
+        weights = ops.divide(
+            exponentials, ops.sum(exponentials, axis=axis, keepdims=True)
+        )
+    else:
+        if isinstance(axis, (tuple, list)):
+            axis = axis[0]
+        weights = ops.softmax(scores, axis=axis)
     if mask is not None:
         weights = ops.where(mask, weights, 0.0)
     return ops.cast(weights, dtype)

@@ -132,7 +132,7 @@ def test_mixed_precision_cross_attention():
     out, scores = layer(query, value, return_attention_scores=True)
     assert scores.shape == (2, 2, 3, 4)
     assert keras.backend.standardize_dtype(out.dtype) == "float16"
-    assert layer.query_kernel.dtype == "float32"
+    assert layer.query_dense.kernel.dtype == "float32"
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(out).astype("float32")))
 
 
@@ -173,6 +173,153 @@ def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="num_heads=0"):
         MultiHeadAttention(0, 4)
     with pytest.raises(ValueError, match="output_shape"):
-        MultiHeadAttention(2, 4, output_shape=(3, 4))
-    with pytest.raises(ValueError, match="rank|shape \\(batch, length, features\\)"):
-        MultiHeadAttention(2, 4)(np.ones((2, 3, 4, 5), "float32"))
+        MultiHeadAttention(2, 4, output_shape=(3, 0))
+    with pytest.raises(ValueError, match="sliding_window=0"):
+        MultiHeadAttention(2, 4, sliding_window=0)
+    with pytest.raises(ValueError, match="attention_axes"):
+        MultiHeadAttention(2, 4, attention_axes=0)(np.ones((2, 3, 4, 5), "float32"))
+    with pytest.raises(ValueError, match="must be equal.*key_shape=\\(2, 6, 5\\)"):
+        MultiHeadAttention(2, 4)(
+            np.ones((2, 3, 5), "float32"),
+            np.ones((2, 4, 5), "float32"),
+            np.ones((2, 6, 5), "float32"),
+        )
+
+
+def test_projection_kernels_start_different():
+    # One initializer object used to be shared by the query, key and value
+    # kernels, which then started identical.
+    layer = MultiHeadAttention(
+        2, 4, kernel_initializer=keras.initializers.TruncatedNormal()
+    )
+    layer.build((2, 3, 8), (2, 3, 8))
+    query, key, value = layer.get_weights()[0:6:2]  # kernel, bias per projection
+    assert not np.allclose(query, key)
+    assert not np.allclose(query, value)
+    assert not np.allclose(key, value)
+
+
+def test_seeded_initializer_is_reproducible_but_differs_per_projection():
+    def kernels():
+        layer = MultiHeadAttention(
+            2, 4, kernel_initializer=keras.initializers.GlorotUniform(seed=3)
+        )
+        layer.build((2, 3, 8), (2, 3, 8))
+        return [
+            keras.ops.convert_to_numpy(d.kernel)
+            for d in (layer.query_dense, layer.key_dense)
+        ]
+
+    first, second = kernels(), kernels()
+    np.testing.assert_array_equal(first[0], second[0])
+    assert not np.allclose(first[0], first[1])
+
+
+@pytest.mark.parametrize("use_gate", [False, True])
+def test_matches_keras_with_gate_per_head_mask_and_tuple_output_shape(use_gate):
+    rng = np.random.default_rng(4)
+    query = rng.normal(size=(2, 3, 8)).astype("float32")
+    value = rng.normal(size=(2, 5, 8)).astype("float32")
+    kwargs = {"use_gate": use_gate, "output_shape": (2, 3)}
+    ours = MultiHeadAttention(2, 4, **kwargs)
+    reference = keras.layers.MultiHeadAttention(2, 4, **kwargs)
+    reference(query, value)
+    ours(query, value)
+    ours.set_weights(reference.get_weights())
+    per_head = rng.random((2, 2, 3, 5)) > 0.3
+    per_head[..., 0] = True
+    out, scores = ours(
+        query, value, attention_mask=per_head, return_attention_scores=True
+    )
+    ref_out, ref_scores = reference(
+        query, value, attention_mask=per_head, return_attention_scores=True
+    )
+    assert out.shape == (2, 3, 2, 3)
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_matches_keras_on_2d_attention_axes():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(2, 3, 4, 8)).astype("float32")
+    ours = MultiHeadAttention(2, 4, attention_axes=(1, 2))
+    reference = keras.layers.MultiHeadAttention(2, 4, attention_axes=(1, 2))
+    reference(x, x)
+    ours(x, x)
+    ours.set_weights(reference.get_weights())
+    out, scores = ours(x, x, return_attention_scores=True)
+    ref_out, ref_scores = reference(x, x, return_attention_scores=True)
+    assert scores.shape == (2, 2, 3, 4, 3, 4)
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_per_head_mask_combines_with_padding_mask_per_batch_row():
+    # A (B, T, S) padding mask and a (B, heads, T, S) mask are ANDed per batch
+    # row and head, not broadcast against each other.
+    rng = np.random.default_rng(6)
+    query = rng.normal(size=(3, 2, 8)).astype("float32")
+    value = rng.normal(size=(3, 4, 8)).astype("float32")
+    value_mask = np.array([[1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    per_head = np.ones((3, 2, 2, 4), bool)
+    per_head[:, 1, :, 0] = False
+    layer = MultiHeadAttention(2, 4)
+    _, scores = layer(
+        query,
+        value,
+        value_mask=value_mask,
+        attention_mask=per_head,
+        return_attention_scores=True,
+    )
+    scores = keras.ops.convert_to_numpy(scores)
+    expected = per_head & value_mask[:, None, None, :]
+    np.testing.assert_array_equal(scores[~expected], 0.0)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
+
+
+def test_fully_masked_query_row_gives_zero_weights_not_nan():
+    layer = MultiHeadAttention(2, 4, use_bias=False)
+    x = np.random.default_rng(7).normal(size=(1, 3, 8)).astype("float32")
+    mask = np.ones((1, 3, 3), bool)
+    mask[0, 1] = False
+    out, scores = layer(x, x, attention_mask=mask, return_attention_scores=True)
+    scores = keras.ops.convert_to_numpy(scores)
+    np.testing.assert_array_equal(scores[:, :, 1], 0.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out)[0, 1], 0.0)
+    assert np.all(np.isfinite(scores))
+
+
+def test_sliding_window_with_causal_mask_sees_latest_positions():
+    layer = MultiHeadAttention(2, 4, sliding_window=2)
+    x = np.random.default_rng(8).normal(size=(1, 5, 8)).astype("float32")
+    _, scores = layer(x, x, use_causal_mask=True, return_attention_scores=True)
+    allowed = np.tril(np.ones((5, 5), bool)) & ~np.tril(np.ones((5, 5), bool), -2)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores)[0, 0] > 0, allowed)
+
+
+def test_loads_weights_of_the_earlier_own_variable_layout():
+    # Before the projections were EinsumDense sublayers, their eight weights
+    # were the layer's own variables; such files still load.
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, 3, 8)).astype("float32")
+    reference = keras.layers.MultiHeadAttention(2, 4)
+    reference(x, x)
+    layer = MultiHeadAttention(2, 4)
+    layer(x, x)
+    store = {str(i): w for i, w in enumerate(reference.get_weights())}
+    layer.load_own_variables(store)
+    for projection in (layer.query_dense, layer.output_dense):
+        projection.load_own_variables({})  # the file has no entry for them
+    np.testing.assert_allclose(layer(x, x), reference(x, x), atol=1e-5)
+    with pytest.raises(ValueError, match="expected 2 variables"):
+        layer.query_dense.load_own_variables({})  # only skipped once
+
+
+def test_int8_quantized_model_runs():
+    inputs = keras.Input((4, 8))
+    model = keras.Model(inputs, MultiHeadAttention(2, 4)(inputs, inputs))
+    x = np.random.default_rng(10).normal(size=(2, 4, 8)).astype("float32")
+    before = keras.ops.convert_to_numpy(model(x))
+    model.quantize("int8")
+    after = keras.ops.convert_to_numpy(model(x))
+    assert np.mean((before - after) ** 2) < 1e-2
