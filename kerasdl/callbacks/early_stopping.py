@@ -9,8 +9,24 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# Metrics that get better as they grow; any other monitored name is minimized.
-_MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2")
+# For values that no compiled metric object describes (a loss, or a value another
+# callback writes to the logs), `mode="auto"` reads the direction off the name:
+# names ending in "loss", or holding one of these, are minimized...
+_MINIMIZED = (
+    "error",
+    "mse",
+    "mae",
+    "mape",
+    "msle",
+    "hinge",
+    "crossentropy",
+    "divergence",
+    "poisson",
+    "logcosh",
+    "perplexity",
+)
+# ...names holding one of these are maximized; any other name is refused.
+_MAXIMIZED = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "io_u", "r2")
 _STATE_FILE = "early_stopping_state.json"
 _WEIGHTS_FILE = "early_stopping_best_weights.npz"
 
@@ -18,7 +34,9 @@ _WEIGHTS_FILE = "early_stopping_best_weights.npz"
 class EarlyStopping(keras.callbacks.Callback):
     """Stops training when a monitored quantity has stopped improving.
 
-    At the end of every epoch the callback reads `logs[monitor]`. An epoch
+    At the end of every epoch the callback reads `logs[monitor]` (a number, or
+    an array of one element, such as `keras.metrics.F1Score()`'s on a binary
+    problem). An epoch
     improves on the best value so far when it beats it by more than
     `min_delta`; `wait` counts the epochs since the last improvement, and
     training stops once `wait` reaches `patience`. Beyond
@@ -39,11 +57,15 @@ class EarlyStopping(keras.callbacks.Callback):
       rest (`best`, `best_epoch`, `wait`, `best_weights`). Its files are
       deleted when `fit` ends normally, as `BackupAndRestore` does with its own.
 
-    After `fit`: `best` (best monitored value, `None` if none was seen),
-    `best_epoch` (0-based epoch of `best`), `stopped_epoch` (0-based epoch at
-    which training was stopped, `None` if it was not), `wait`, and
-    `best_weights` (a list of NumPy arrays when `restore_best_weights=True`).
-    `get_state()` / `set_state()` give the same as a JSON-ready dict.
+    After `fit`, as in Keras: `best` (best monitored value, `None` if none was
+    seen), `best_epoch` (0-based epoch of `best`, 0 until one is seen),
+    `stopped_epoch` (0-based epoch at which this callback stopped training, 0
+    if it did not), `wait`, `best_weights` (a list of NumPy arrays when
+    `restore_best_weights=True`), and `monitor_op` (`keras.ops.greater` when
+    the monitored value is maximized, `keras.ops.less` when minimized; with
+    `mode="auto"`, resolved at the end of the first epoch). Every `fit` starts
+    afresh (unless resumed from `backup_dir`). `get_state()` / `set_state()`
+    give the progress as a JSON-ready dict.
 
     Args:
         monitor: name of the quantity in the epoch logs. Defaults to
@@ -53,10 +75,19 @@ class EarlyStopping(keras.callbacks.Callback):
         patience: int >= 0, the number of epochs without improvement after
             which training stops; `0` stops at the first one, as `1` does.
             Defaults to `0`.
-        mode: `"min"`, `"max"` or `"auto"`. `"auto"` maximizes names that
-            contain `acc`, `auc`, `precision`, `recall`, `f1`, `fbeta`, `iou`
-            or `r2` (and do not end in `loss`), and minimizes the rest.
-            Defaults to `"auto"`.
+        mode: `"min"`, `"max"` or `"auto"`. `"auto"` works as in Keras: it
+            takes the direction the compiled metric of that name declares
+            (so `accuracy`, `auc`, `f1_score`, `mean_io_u`,
+            `cosine_similarity`, `pearson_correlation`, `r2_score` are
+            maximized; `mse`, `hinge`, `crossentropy` minimized) and
+            minimizes the loss (`loss`, `val_loss`, `<output>_loss`). A value
+            that no compiled metric describes (one another callback writes,
+            say) is judged by its name: minimized if it contains `error`,
+            `mse`, `mae`, `hinge`, `crossentropy` and the like, maximized if
+            it contains `acc`, `auc`, `precision`, `recall`, `f1`, `iou` or
+            `r2`; for any other name `fit` raises a `ValueError` at the end of
+            the first epoch, asking for `"min"` or `"max"`. Defaults to
+            `"auto"`.
         baseline: optional float. Patience is only reset by epochs that beat
             both the best value and `baseline`, so training stops after
             `patience` epochs if the baseline is never beaten. Defaults to
@@ -137,19 +168,22 @@ class EarlyStopping(keras.callbacks.Callback):
         self.verbose = verbose
         self.min_delta_mode = min_delta_mode
         self.backup_dir = backup_dir
-        if mode == "auto":
-            name = monitor.lower()
-            maximized = any(key in name for key in _MAXIMIZED)
-            mode = "max" if maximized and not name.endswith("loss") else "min"
-        self.maximize = mode == "max"
+        self.monitor_op = {"min": keras.ops.less, "max": keras.ops.greater}.get(mode)
         self._reset()
+
+    @property
+    def maximize(self):
+        """Whether the monitored value is maximized; `None` until resolved."""
+        if self.monitor_op is None:
+            return None
+        return self.monitor_op is keras.ops.greater
 
     # ------------------------------------------------------------------ state
 
     def _reset(self):
         self.best = None
-        self.best_epoch = None
-        self.stopped_epoch = None
+        self.best_epoch = 0
+        self.stopped_epoch = 0
         self.wait = 0
         self.best_weights = None
         self.last_epoch = None
@@ -176,8 +210,9 @@ class EarlyStopping(keras.callbacks.Callback):
                 f"callback monitors {self.monitor!r}."
             )
         self.best = state["best"]
-        self.best_epoch = state["best_epoch"]
-        self.stopped_epoch = state["stopped_epoch"]
+        # States saved before these became Keras' 0-based ints held None.
+        self.best_epoch = state["best_epoch"] or 0
+        self.stopped_epoch = state["stopped_epoch"] or 0
         self.wait = state["wait"]
         self.last_epoch = state["last_epoch"]
 
@@ -222,6 +257,8 @@ class EarlyStopping(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         # A new `fit` starts afresh, unless there is a backup to resume from.
         self._reset()
+        if self.mode == "auto":
+            self.monitor_op = None  # resolved against this fit's model
         if self.backup_dir and self._load_backup():
             logger.info(
                 "EarlyStopping resumed from %s at epoch %s (best %s=%s, wait %d).",
@@ -233,10 +270,13 @@ class EarlyStopping(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.monitor_op is None:
+            # The compiled metrics exist once an epoch has run.
+            self.monitor_op = _resolve_monitor_op(self.monitor, self.model, logs)
         self.last_epoch = epoch
         current = (logs or {}).get(self.monitor)
         if current is not None:
-            current = float(current)
+            current = _scalar(self.monitor, current)
         if current is None:
             warnings.warn(
                 f"EarlyStopping is monitoring {self.monitor!r}, which is not in "
@@ -297,3 +337,67 @@ class EarlyStopping(keras.callbacks.Callback):
                 )
         if self.backup_dir:
             self._delete_backup()
+
+
+def _scalar(monitor, value):
+    """`value` as a float; an array of one element (F1Score's) included."""
+    array = np.asarray(value)
+    if array.size != 1:
+        raise ValueError(
+            f"EarlyStopping monitors {monitor!r}, whose value must be a single "
+            f"number; received an array of shape {array.shape}. For a metric "
+            "computed per class, such as `F1Score()` with its default "
+            "`average=None`, pass `average='macro'` (or 'micro', 'weighted') "
+            f"to the metric. Received: {monitor}={value!r}"
+        )
+    return float(array.reshape(()))
+
+
+def _declared_direction(model, name):
+    """The direction ("up"/"down") the compiled metric `name` declares, or None.
+
+    Keras' metrics declare it in their `_direction` attribute, which Keras'
+    own `MonitorCallback` reads; there is no public equivalent, so it is read
+    here defensively (any other value counts as undeclared). Containers of
+    metrics (the compiled metrics of `model.metrics`) are searched through
+    their `metrics` attribute.
+    """
+    pending = list(getattr(model, "metrics", None) or [])
+    seen = set()
+    while pending:
+        metric = pending.pop(0)
+        if id(metric) in seen:
+            continue
+        seen.add(id(metric))
+        if getattr(metric, "name", None) == name:
+            direction = getattr(metric, "_direction", None)
+            if direction in ("up", "down"):
+                return direction
+        children = getattr(metric, "metrics", None)
+        if isinstance(children, (list, tuple)):
+            pending.extend(children)
+    return None
+
+
+def _direction_from_name(name):
+    name = name.lower()
+    if name.endswith("loss") or any(key in name for key in _MINIMIZED):
+        return "down"
+    if any(key in name for key in _MAXIMIZED):
+        return "up"
+    return None
+
+
+def _resolve_monitor_op(monitor, model, logs):
+    """`mode="auto"`: `keras.ops.greater` or `keras.ops.less` for `monitor`."""
+    name = monitor.removeprefix("val_")
+    direction = _declared_direction(model, name) or _direction_from_name(name)
+    if direction is None:
+        raise ValueError(
+            f"EarlyStopping(mode='auto') cannot tell whether monitor={monitor!r} "
+            "should be maximized or minimized: no compiled metric of that name "
+            "declares a direction, and the name does not say. Pass mode='max' "
+            "to keep the highest value or mode='min' to keep the lowest (or fix "
+            f"the name). Values in the logs: {sorted(logs or {})}"
+        )
+    return keras.ops.greater if direction == "up" else keras.ops.less

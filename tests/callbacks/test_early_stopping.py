@@ -57,7 +57,7 @@ def _assert_weights_equal(model, weights):
 
 def test_stops_after_patience_epochs_without_improvement():
     model = _model()
-    early_stopping = EarlyStopping(monitor="score", patience=2)
+    early_stopping = EarlyStopping(monitor="score", mode="min", patience=2)
     epochs_run = _fit(
         model, [Script([3, 2, 1, 1.5, 1.2, 0.5, 0.1]), early_stopping], epochs=7
     )
@@ -69,7 +69,7 @@ def test_stops_after_patience_epochs_without_improvement():
 
 
 def test_patience_zero_stops_at_first_epoch_without_improvement():
-    early_stopping = EarlyStopping(monitor="score")
+    early_stopping = EarlyStopping(monitor="score", mode="min")
     assert _fit(_model(), [Script([3, 2, 2.5, 1]), early_stopping], epochs=4) == 3
 
 
@@ -77,7 +77,7 @@ def test_restores_best_weights_when_stopping():
     model = _model()
     script = Script([3, 1, 2, 2, 2, 2])
     early_stopping = EarlyStopping(
-        monitor="score", patience=2, restore_best_weights=True
+        monitor="score", mode="min", patience=2, restore_best_weights=True
     )
     assert _fit(model, [script, early_stopping], epochs=6) == 4
     _assert_weights_equal(model, script.weights[1])
@@ -88,10 +88,10 @@ def test_restores_best_weights_when_epochs_run_out_first():
     model = _model()
     script = Script([3, 1, 2, 2])
     early_stopping = EarlyStopping(
-        monitor="score", patience=10, restore_best_weights=True
+        monitor="score", mode="min", patience=10, restore_best_weights=True
     )
     assert _fit(model, [script, early_stopping], epochs=4) == 4
-    assert early_stopping.stopped_epoch is None
+    assert early_stopping.stopped_epoch == 0  # Keras' value for "not stopped"
     _assert_weights_equal(model, script.weights[1])
 
 
@@ -100,7 +100,7 @@ def test_non_finite_value_stops_at_once_and_restores(bad):
     model = _model()
     script = Script([3, 1, 2, bad, 0.5, 0.1])
     early_stopping = EarlyStopping(
-        monitor="score", patience=10, restore_best_weights=True
+        monitor="score", mode="min", patience=10, restore_best_weights=True
     )
     assert _fit(model, [script, early_stopping], epochs=6) == 4
     assert early_stopping.stopped_epoch == 3
@@ -109,13 +109,15 @@ def test_non_finite_value_stops_at_once_and_restores(bad):
 
 
 def test_non_finite_value_stops_even_during_warm_up():
-    early_stopping = EarlyStopping(monitor="score", start_from_epoch=5)
+    early_stopping = EarlyStopping(monitor="score", mode="min", start_from_epoch=5)
     assert _fit(_model(), [Script([3, math.nan, 1]), early_stopping], epochs=3) == 2
 
 
 def test_absolute_min_delta():
     # 1.0 -> 0.95 is not an improvement of more than 0.1; 0.85 is.
-    early_stopping = EarlyStopping(monitor="score", min_delta=0.1, patience=1)
+    early_stopping = EarlyStopping(
+        monitor="score", mode="min", min_delta=0.1, patience=1
+    )
     assert (
         _fit(_model(), [Script([1.0, 0.85, 0.8, 0.5]), early_stopping], epochs=4) == 3
     )
@@ -126,23 +128,41 @@ def test_relative_min_delta():
     # At 1% relative, 1000 -> 995 is no improvement; 100 -> 98 is.
     values = [1000.0, 995.0, 900.0, 100.0, 98.0, 97.5]
     early_stopping = EarlyStopping(
-        monitor="score", min_delta=0.01, min_delta_mode="relative", patience=1
+        monitor="score",
+        mode="min",
+        min_delta=0.01,
+        min_delta_mode="relative",
+        patience=1,
     )
     assert _fit(_model(), [Script(values), early_stopping], epochs=6) == 2
     early_stopping = EarlyStopping(
-        monitor="score", min_delta=0.01, min_delta_mode="relative", patience=2
+        monitor="score",
+        mode="min",
+        min_delta=0.01,
+        min_delta_mode="relative",
+        patience=2,
     )
     assert _fit(_model(), [Script(values), early_stopping], epochs=6) == 6
     assert early_stopping.best == 98.0
     assert early_stopping.best_epoch == 4
 
 
-def test_auto_mode_maximizes_accuracy_and_minimizes_losses():
-    assert EarlyStopping(monitor="val_accuracy").maximize
-    assert EarlyStopping(monitor="val_auc").maximize
-    assert not EarlyStopping(monitor="val_loss").maximize
-    assert not EarlyStopping(monitor="mae").maximize
-    assert not EarlyStopping(monitor="val_focal_accuracy_loss").maximize
+def test_auto_mode_judges_values_without_a_metric_object_by_name():
+    # Values another callback writes: no compiled metric describes them.
+    for name, maximize in [
+        ("val_accuracy", True),
+        ("val_auc", True),
+        ("val_loss", False),
+        ("mae", False),
+        ("val_focal_accuracy_loss", False),
+        ("val_top_error", False),
+    ]:
+        early_stopping = EarlyStopping(monitor=name)
+        assert early_stopping.maximize is None  # resolved at the first epoch end
+        _fit(_model(), [Script([0.5, 0.7], name), early_stopping], epochs=2)
+        assert early_stopping.maximize is maximize, name
+        expected = keras.ops.greater if maximize else keras.ops.less
+        assert early_stopping.monitor_op is expected
     early_stopping = EarlyStopping(monitor="val_accuracy", patience=1)
     assert (
         _fit(
@@ -155,6 +175,92 @@ def test_auto_mode_maximizes_accuracy_and_minimizes_losses():
     assert early_stopping.best == 0.7
 
 
+def _classifier(metrics):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")]
+    )
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=metrics)
+    return model
+
+
+LABELS = (X[:, :1] > 0).astype("float32")
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [
+        keras.metrics.MeanIoU(num_classes=2),
+        keras.metrics.CosineSimilarity(),
+        keras.metrics.PearsonCorrelation(),
+        keras.metrics.R2Score(),
+    ],
+    ids=lambda metric: metric.name,
+)
+def test_auto_mode_maximizes_what_the_metric_object_says(metric):
+    # Regression: names such as mean_io_u, cosine_similarity and
+    # pearson_correlation were minimized, as the name did not say otherwise.
+    # Rising values are improvements: no stop.
+    early_stopping = EarlyStopping(monitor=metric.name, patience=1)
+    model = _classifier([metric])
+    script = Script([0.1, 0.2, 0.3, 0.4], metric.name)
+    history = model.fit(
+        X, LABELS, epochs=4, verbose=0, callbacks=[script, early_stopping]
+    )
+    assert len(history.epoch) == 4
+    assert early_stopping.maximize is True
+    assert early_stopping.monitor_op is keras.ops.greater
+
+
+def test_auto_mode_minimizes_what_the_metric_object_says():
+    # "mean_metric" says nothing by its name; the Hinge object says "down".
+    early_stopping = EarlyStopping(monitor="mean_metric")
+    _fit_classifier([keras.metrics.Hinge(name="mean_metric")], [early_stopping])
+    assert early_stopping.monitor_op is keras.ops.less
+
+
+def test_auto_mode_refuses_a_name_it_cannot_judge():
+    early_stopping = EarlyStopping(monitor="score")
+    with pytest.raises(ValueError, match=r"monitor='score'.*mode='max'.*mode='min'"):
+        _fit(_model(), [Script([1, 2]), early_stopping], epochs=2)
+
+
+def test_keras_metrics_declare_their_direction_where_early_stopping_reads_it():
+    # `mode="auto"` reads Keras' private `_direction` marker, as Keras' own
+    # MonitorCallback does (Keras 3.15). Should Keras rename it, this fails
+    # before users' runs silently fall back to guessing by name.
+    for metric, direction in [
+        (keras.metrics.F1Score(), "up"),
+        (keras.metrics.MeanIoU(num_classes=2), "up"),
+        (keras.metrics.CosineSimilarity(), "up"),
+        (keras.metrics.PearsonCorrelation(), "up"),
+        (keras.metrics.AUC(), "up"),
+        (keras.metrics.MeanSquaredError(), "down"),
+        (keras.metrics.Hinge(), "down"),
+    ]:
+        assert getattr(metric, "_direction", None) == direction, metric.name
+
+
+def _fit_classifier(metrics, callbacks, epochs=2):
+    model = _classifier(metrics)
+    return model.fit(X, LABELS, epochs=epochs, verbose=0, callbacks=callbacks)
+
+
+def test_metric_of_shape_one_is_monitored():
+    # Regression: F1Score's default average=None gives an array of shape (1,)
+    # on a binary problem, which crashed the callback.
+    early_stopping = EarlyStopping(monitor="f1_score", patience=5)
+    _fit_classifier([keras.metrics.F1Score(threshold=0.5)], [early_stopping])
+    assert isinstance(early_stopping.best, float)
+    assert early_stopping.maximize is True
+
+
+def test_metric_of_several_values_is_refused_with_advice():
+    early_stopping = EarlyStopping(monitor="score", mode="max")
+    with pytest.raises(ValueError, match=r"shape \(2,\).*average='macro'"):
+        _fit(_model(), [Script([np.array([0.1, 0.2])] * 2), early_stopping], epochs=2)
+
+
 def test_explicit_max_mode():
     early_stopping = EarlyStopping(monitor="score", mode="max", patience=1)
     assert _fit(_model(), [Script([1, 2, 1, 3]), early_stopping], epochs=4) == 3
@@ -162,7 +268,9 @@ def test_explicit_max_mode():
 
 def test_baseline_never_beaten_stops_after_patience():
     # Improving, but never below the baseline of 0.5.
-    early_stopping = EarlyStopping(monitor="score", baseline=0.5, patience=3)
+    early_stopping = EarlyStopping(
+        monitor="score", mode="min", baseline=0.5, patience=3
+    )
     assert (
         _fit(_model(), [Script([3, 2, 1.5, 1, 0.9, 0.8]), early_stopping], epochs=6)
         == 3
@@ -171,7 +279,9 @@ def test_baseline_never_beaten_stops_after_patience():
 
 
 def test_baseline_beaten_resets_patience():
-    early_stopping = EarlyStopping(monitor="score", baseline=2.5, patience=2)
+    early_stopping = EarlyStopping(
+        monitor="score", mode="min", baseline=2.5, patience=2
+    )
     assert (
         _fit(_model(), [Script([3, 2, 2.2, 1.9, 1.95, 2.0]), early_stopping], epochs=6)
         == 6
@@ -180,7 +290,9 @@ def test_baseline_beaten_resets_patience():
 
 def test_start_from_epoch_ignores_warm_up():
     # The warm-up's 0.1 would otherwise be best and stop training at epoch 2.
-    early_stopping = EarlyStopping(monitor="score", start_from_epoch=2, patience=1)
+    early_stopping = EarlyStopping(
+        monitor="score", mode="min", start_from_epoch=2, patience=1
+    )
     assert _fit(_model(), [Script([0.1, 5, 3, 2, 1]), early_stopping], epochs=5) == 5
     assert early_stopping.best_epoch == 4
 
@@ -202,19 +314,47 @@ def test_monitors_real_validation_loss():
 
 
 def test_state_is_reset_between_fits():
-    early_stopping = EarlyStopping(monitor="score", patience=1)
+    early_stopping = EarlyStopping(monitor="score", mode="min", patience=1)
     model = _model()
     assert _fit(model, [Script([1, 2, 3]), early_stopping], epochs=3) == 2
+    assert early_stopping.stopped_epoch == 1
     assert _fit(model, [Script([5, 4, 3]), early_stopping], epochs=3) == 3
     assert early_stopping.best == 3
-    assert early_stopping.stopped_epoch is None
+    assert early_stopping.stopped_epoch == 0  # Keras' value for "not stopped"
+
+
+def test_train_begin_resets_to_keras_values():
+    # As Keras: best None, wait/stopped_epoch/best_epoch 0, no best weights.
+    early_stopping = EarlyStopping(monitor="loss", restore_best_weights=True)
+    early_stopping.set_model(_model())
+    early_stopping.best, early_stopping.wait = 0.1, 3
+    early_stopping.stopped_epoch = early_stopping.best_epoch = 5
+    early_stopping.best_weights = [np.zeros(1)]
+    early_stopping.on_train_begin()
+    assert early_stopping.best is None and early_stopping.best_weights is None
+    assert (early_stopping.wait, early_stopping.stopped_epoch) == (0, 0)
+    assert early_stopping.best_epoch == 0
+
+
+def test_set_state_reads_states_saved_with_none_epochs():
+    state = {
+        "monitor": "score",
+        "best": None,
+        "best_epoch": None,
+        "stopped_epoch": None,
+        "wait": 0,
+        "last_epoch": None,
+    }
+    early_stopping = EarlyStopping(monitor="score", mode="min")
+    early_stopping.set_state(state)
+    assert (early_stopping.best_epoch, early_stopping.stopped_epoch) == (0, 0)
 
 
 def test_get_state_set_state_round_trip_through_json():
-    early_stopping = EarlyStopping(monitor="score", patience=5)
+    early_stopping = EarlyStopping(monitor="score", mode="min", patience=5)
     _fit(_model(), [Script([3, 1, 2]), early_stopping], epochs=3)
     state = json.loads(json.dumps(early_stopping.get_state()))
-    fresh = EarlyStopping(monitor="score", patience=5)
+    fresh = EarlyStopping(monitor="score", mode="min", patience=5)
     fresh.set_state(state)
     assert fresh.get_state() == early_stopping.get_state()
     assert (fresh.best, fresh.best_epoch, fresh.wait) == (1, 1, 1)
@@ -226,6 +366,7 @@ def _resumable_callbacks(tmp_path, values, backup_dir_for_early_stopping):
     script = Script(values)
     early_stopping = EarlyStopping(
         monitor="score",
+        mode="min",
         patience=3,
         restore_best_weights=True,
         backup_dir=backup_dir_for_early_stopping,

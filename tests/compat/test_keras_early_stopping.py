@@ -1,8 +1,8 @@
 """Keras' own `early_stopping_test.py`, run with kerasdl's `EarlyStopping`."""
 
-from kerasdl import callbacks as kerasdl_callbacks
-
 from _swap import keras_test_module
+
+from kerasdl import callbacks as kerasdl_callbacks
 
 keras_tests = keras_test_module(
     "callbacks.early_stopping_test",
