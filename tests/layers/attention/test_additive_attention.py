@@ -113,3 +113,64 @@ def test_rejects_bad_arguments():
         AdditiveAttention(0)
     with pytest.raises(ValueError, match="rank"):
         AdditiveAttention(3)(np.ones((2, 3), "float32"), np.ones((2, 3), "float32"))
+
+
+def test_projection_kernels_start_different():
+    # One initializer object used to be shared by W_q and W_k, which then
+    # started identical when query and key have the same width.
+    layer = AdditiveAttention(
+        units=4, kernel_initializer=keras.initializers.RandomNormal()
+    )
+    layer.build((2, 3, 6), (2, 5, 6))
+    query_kernel, key_kernel = layer.get_weights()[:2]
+    assert not np.allclose(query_kernel, key_kernel)
+
+
+@pytest.mark.parametrize("use_scale", [True, False])
+def test_keras_form_matches_keras_additive_attention(use_scale):
+    rng = np.random.default_rng(2)
+    query = rng.normal(size=(2, 3, 4)).astype("float32")
+    value = rng.normal(size=(2, 5, 4)).astype("float32")
+    query_mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    value_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    ours = AdditiveAttention(use_scale=use_scale)
+    reference = keras.layers.AdditiveAttention(use_scale=use_scale)
+    reference([query, value])
+    ours([query, value])
+    ours.set_weights(reference.get_weights())
+    kwargs = {"mask": [query_mask, value_mask], "return_attention_scores": True}
+    out, scores = ours([query, value], **kwargs)
+    ref_out, ref_scores = reference([query, value], **kwargs)
+    np.testing.assert_allclose(out, ref_out, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-5)
+
+
+def test_bahdanau_form_takes_keras_call_convention():
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(2, 3, 5)).astype("float32")
+    value = rng.normal(size=(2, 4, 7)).astype("float32")
+    value_mask = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], bool)
+    layer = AdditiveAttention(units=6)
+    as_list = layer([query, value], mask=[None, value_mask])
+    separate = layer(query, value, value_mask=value_mask)
+    np.testing.assert_allclose(as_list, separate, atol=1e-6)
+
+
+def test_keras_form_requires_a_list_or_a_value():
+    layer = AdditiveAttention()
+    x = np.ones((1, 2, 3), "float32")
+    with pytest.raises(ValueError, match="must be called on a list"):
+        layer(x)
+    assert layer(x, x).shape == (1, 2, 3)
+    with pytest.raises(ValueError, match="same last dimension"):
+        AdditiveAttention()([x, np.ones((1, 2, 4), "float32")])
+
+
+def test_keras_form_model_saves_and_reloads(tmp_path):
+    query, value = keras.Input((3, 4)), keras.Input((5, 4))
+    model = keras.Model([query, value], AdditiveAttention(dropout=0.1)([query, value]))
+    rng = np.random.default_rng(4)
+    data = [rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))]
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded(data), model(data), atol=1e-6)
