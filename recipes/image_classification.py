@@ -244,7 +244,9 @@ def train_and_evaluate(
             "epochs_requested": config.epochs,
             "resumed_from_epoch": initial_epoch,
             "early_stopped": epochs_run < config.epochs,
-            "best_epoch": _one_based(early_stopping.best_epoch),
+            "best_epoch": None
+            if early_stopping.best is None
+            else int(early_stopping.best_epoch) + 1,
             "training_seconds": round(training_seconds, 2),
             "strategy": training.describe_strategy(strategy),
             "workdir": os.path.abspath(workdir),
@@ -308,10 +310,6 @@ def _optimizer(config: ImageClassificationConfig, steps_per_epoch: int):
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate)
     return keras.optimizers.Adam(learning_rate)
-
-
-def _one_based(epoch):
-    return None if epoch is None else int(epoch) + 1
 
 
 # Command line ------------------------------------------------------------------------

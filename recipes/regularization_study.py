@@ -213,7 +213,7 @@ def train_variant(config: RegularizationStudyConfig, variant: str, data: dict) -
     seconds = time.perf_counter() - start
 
     best_epoch = None  # 1-based epoch whose weights early stopping restored
-    if early_stopping is not None and early_stopping.best_epoch is not None:
+    if early_stopping is not None and early_stopping.best is not None:
         best_epoch = early_stopping.best_epoch + 1
 
     # Final models, inference mode (no dropout, batch norm's moving statistics).

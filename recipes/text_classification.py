@@ -222,7 +222,7 @@ def train_and_evaluate(
             "epochs_requested": config.epochs,
             "early_stopped": epochs_run < config.epochs,
             "best_epoch": None
-            if early_stopping.best_epoch is None
+            if early_stopping.best is None
             else int(early_stopping.best_epoch) + 1,
             "training_seconds": round(training_seconds, 2),
             "workdir": os.path.abspath(workdir),
