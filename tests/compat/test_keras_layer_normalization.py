@@ -1,8 +1,8 @@
 """Keras' own `layer_normalization_test.py`, run with kerasdl's `LayerNormalization`."""
 
-from kerasdl import layers as kerasdl_layers
-
 from _swap import keras_test_module
+
+from kerasdl import layers as kerasdl_layers
 
 keras_tests = keras_test_module(
     "layers.normalization.layer_normalization_test",

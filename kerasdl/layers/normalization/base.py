@@ -39,32 +39,42 @@ _DEFAULT_MOMENTUM = {"keras": 0.99, "torch": 0.1}
 # ---------------------------------------------------------------------------
 
 
-def broadcast_mask(mask, inputs, channel_axis):
+def broadcast_mask(mask, inputs):
     """Turns a Keras mask into a float32 weight tensor shaped like `inputs`.
 
-    A Keras mask has one dimension less than its inputs (no channel axis):
-    `(batch, time)` for `(batch, time, channels)` inputs. It is expanded at
-    the channel axis and broadcast.
+    A Keras mask has the shape of its inputs without the last axis (or a
+    shape that broadcasts to it), whatever the channel axis: `(batch, time)`
+    for `(batch, time, channels)` inputs, and `(batch, channels)` for
+    channels-first `(batch, channels, time)` inputs (that is what
+    `keras.layers.Masking` computes, and how Keras' `BatchNormalization`
+    reads it). It is expanded at the last axis and broadcast. A mask of the
+    inputs' own rank is broadcast as it is.
 
     Args:
         mask: boolean or 0/1 tensor of rank `rank(inputs) - 1`, or of the same
             rank as `inputs`.
         inputs: the tensor the mask belongs to.
-        channel_axis: the (non-negative) channel axis of `inputs`.
 
     Returns:
         A float32 tensor of `inputs`' shape, 1.0 where a value counts.
     """
-    mask = ops.cast(mask, "float32")
     rank = len(inputs.shape)
     if len(mask.shape) == rank - 1:
-        mask = ops.expand_dims(mask, axis=channel_axis)
+        mask = ops.expand_dims(mask, axis=-1)
     elif len(mask.shape) != rank:
         raise ValueError(
-            "The mask should have the rank of the inputs or one less. Received: "
+            "The mask should have the rank of the inputs or one less (the "
+            "inputs' shape without its last axis). Received: "
             f"mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
         )
-    return ops.broadcast_to(mask, ops.shape(inputs))
+    for m, d in zip(mask.shape, inputs.shape):
+        if m is not None and d is not None and m not in (1, d):
+            raise ValueError(
+                "The mask does not broadcast to the inputs: a Keras mask has "
+                "the inputs' shape without the last axis. Received: "
+                f"mask.shape={tuple(mask.shape)}, inputs.shape={tuple(inputs.shape)}"
+            )
+    return ops.broadcast_to(ops.cast(mask, "float32"), ops.shape(inputs))
 
 
 def moments(x, axes, mask=None, synchronized=False):
@@ -290,15 +300,26 @@ class BaseNormalization(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Inputs reach `call` in their own dtype, not cast to the compute
+        # dtype first: under `mixed_float16`, float32 inputs above 65504 would
+        # become inf before the float32 statistics (as Keras' Layer- and
+        # GroupNormalization do). Every layer casts to float32 itself and
+        # returns the compute dtype.
+        self.autocast = False
         self.convention = validate_convention(convention)
         if isinstance(axis, bool) or not (
             isinstance(axis, int)
             or (
                 isinstance(axis, (list, tuple))
-                and axis
                 and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
             )
         ):
+            # TypeError for a value of the wrong type, as Keras raises.
+            raise TypeError(
+                "Expected an int or a list/tuple of ints for the argument "
+                f"'axis'. Received: axis={axis!r}"
+            )
+        if not isinstance(axis, int) and not axis:
             raise ValueError(
                 f"`axis` must be an int or a non-empty list of ints. Received: axis={axis!r}"
             )
@@ -329,14 +350,21 @@ class BaseNormalization(keras.layers.Layer):
         for a in axes:
             if input_shape[a] is None:
                 raise ValueError(
-                    f"Axis {a} of the inputs must be defined to build "
-                    f"{type(self).__name__}. Received: input_shape="
-                    f"{tuple(input_shape)}, axis={self.axis!r}"
+                    f"Axis {a} of the input tensor should have a defined "
+                    "dimension but the layer received an input with shape "
+                    f"{tuple(input_shape)}: {type(self).__name__} needs it to "
+                    f"build its weights. Received: axis={self.axis!r}"
                 )
 
-    def _build_affine(self, param_shape, broadcast_shape):
+    def _build_affine(self, param_shape, broadcast_shape, scale=None, center=None):
+        """Creates `gamma` (if `scale`) and `beta` (if `center`).
+
+        `scale` and `center` default to the layer's own flags.
+        """
+        scale = self.scale if scale is None else scale
+        center = self.center if center is None else center
         self._param_broadcast_shape = list(broadcast_shape)
-        if self.scale:
+        if scale:
             self.gamma = self.add_weight(
                 shape=param_shape,
                 name="gamma",
@@ -346,7 +374,7 @@ class BaseNormalization(keras.layers.Layer):
                 trainable=True,
                 autocast=False,
             )
-        if self.center:
+        if center:
             self.beta = self.add_weight(
                 shape=param_shape,
                 name="beta",
@@ -457,19 +485,21 @@ class BaseNormalization(keras.layers.Layer):
             {
                 "axis": self.axis,
                 "epsilon": self.epsilon,
-                "center": self.center,
-                "scale": self.scale,
-                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
-                "gamma_initializer": keras.initializers.serialize(
-                    self.gamma_initializer
-                ),
-                "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
-                "gamma_regularizer": keras.regularizers.serialize(
-                    self.gamma_regularizer
-                ),
-                "beta_constraint": keras.constraints.serialize(self.beta_constraint),
-                "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
+                **self._affine_config(),
                 "convention": self.convention,
             }
         )
         return config
+
+    def _affine_config(self):
+        """The config entries of the affine weights' arguments."""
+        return {
+            "center": self.center,
+            "scale": self.scale,
+            "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+            "gamma_initializer": keras.initializers.serialize(self.gamma_initializer),
+            "beta_regularizer": keras.regularizers.serialize(self.beta_regularizer),
+            "gamma_regularizer": keras.regularizers.serialize(self.gamma_regularizer),
+            "beta_constraint": keras.constraints.serialize(self.beta_constraint),
+            "gamma_constraint": keras.constraints.serialize(self.gamma_constraint),
+        }

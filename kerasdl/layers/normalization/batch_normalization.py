@@ -172,26 +172,29 @@ class BatchNormalization(base.BaseNormalization):
                 "convention='torch'"
             )
         if renorm_clipping is not None:
-            if not isinstance(renorm_clipping, dict) or set(renorm_clipping) - {
-                "rmax",
-                "rmin",
-                "dmax",
-            }:
-                raise ValueError(
+            if not isinstance(renorm_clipping, dict):
+                raise ValueError(  # noqa: TRY004 (Keras raises ValueError)
                     "`renorm_clipping` must be a dict with keys among 'rmax', "
                     f"'rmin', 'dmax'. Received: renorm_clipping={renorm_clipping!r}"
+                )
+            invalid = sorted(set(renorm_clipping) - {"rmax", "rmin", "dmax"})
+            if invalid:
+                raise ValueError(
+                    f"`renorm_clipping` takes the keys 'rmax', 'rmin', 'dmax'. "
+                    f"Received invalid keys: {invalid} in "
+                    f"renorm_clipping={renorm_clipping!r}"
                 )
             rmin, rmax = renorm_clipping.get("rmin"), renorm_clipping.get("rmax")
             dmax = renorm_clipping.get("dmax")
             if rmin is not None and rmax is not None and rmax < rmin:
                 raise ValueError(
-                    "`renorm_clipping` needs rmax >= rmin. Received: "
-                    f"renorm_clipping={renorm_clipping!r}"
+                    "In `renorm_clipping`, rmax should be greater than or equal "
+                    f"to rmin. Received: renorm_clipping={renorm_clipping!r}"
                 )
             if dmax is not None and dmax < 0:
                 raise ValueError(
-                    "`renorm_clipping` needs dmax >= 0. Received: "
-                    f"renorm_clipping={renorm_clipping!r}"
+                    "In `renorm_clipping`, dmax should be non-negative. "
+                    f"Received: renorm_clipping={renorm_clipping!r}"
                 )
             renorm_clipping = dict(renorm_clipping)
         self.renorm_clipping = renorm_clipping
@@ -292,9 +295,7 @@ class BatchNormalization(base.BaseNormalization):
                 base.normalize(x, mean, variance, gamma, beta, self.epsilon)
             )
 
-        weights = (
-            None if mask is None else base.broadcast_mask(mask, x, self._channel_axis)
-        )
+        weights = None if mask is None else base.broadcast_mask(mask, x)
 
         # Training: batch (or virtual-batch) statistics.
         if (

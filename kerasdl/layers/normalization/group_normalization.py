@@ -86,7 +86,8 @@ class GroupNormalization(base.BaseNormalization):
             or (groups < 1 and groups != -1)
         ):
             raise ValueError(
-                f"`groups` must be a positive int or -1. Received: groups={groups!r}"
+                "The argument `groups` must be a positive int or -1 (one group "
+                f"per channel). Received: groups={groups!r}"
             )
         super().__init__(
             axis=axis,
@@ -111,7 +112,13 @@ class GroupNormalization(base.BaseNormalization):
         self._check_defined(input_shape, [channel_axis])
         channels = input_shape[channel_axis]
         groups = channels if self.groups == -1 else self.groups
-        if groups > channels or channels % groups:
+        if groups > channels:
+            raise ValueError(
+                f"Number of groups ({groups}) cannot be more than the number "
+                f"of channels ({channels}, axis {self.axis} of "
+                f"input_shape={tuple(input_shape)}). Received: groups={self.groups}"
+            )
+        if channels % groups:
             raise ValueError(
                 f"`groups` must divide the number of channels ({channels}, "
                 f"axis {self.axis} of input_shape={tuple(input_shape)}). "
@@ -129,16 +136,24 @@ class GroupNormalization(base.BaseNormalization):
             ndim=ndim, axes={channel_axis: channels}
         )
 
-    def _pool_groups(self, mean, variance, axis=None):
+    def _pool_groups(self, mean, variance, axis=None, count=None):
         """Per-channel moments -> the moments of each channel's group.
 
-        Every channel of a sample holds the same number of values (a mask
-        covers all channels of a position alike), so a group's mean is the
-        mean of its channels' means and its variance is the mean of
+        A group's mean is the mean of its channels' means, weighted by the
+        number of values behind each, and its variance the weighted mean of
         `variance + (mean - group_mean) ** 2` over its channels (the
-        parallel-variance formula: exact, no cancellation). The results are
-        repeated back to one value per channel. `axis` is the channel axis of
-        `mean` and `variance` (default: the inputs' channel axis).
+        parallel-variance formula: exact, no cancellation). Without a mask
+        every channel holds the same number of values and the weights are
+        equal; with one they may differ (a channels-first mask covers whole
+        channels). The results are repeated back to one value per channel.
+
+        Args:
+            mean: per-channel means.
+            variance: per-channel biased variances, shaped as `mean`.
+            axis: the channel axis of `mean` and `variance`. Defaults to the
+                inputs' channel axis.
+            count: `None` (equal weights), or the number of values behind
+                each statistic, shaped as `mean`.
         """
         c = self._channel_axis if axis is None else axis
         groups = self._num_groups
@@ -146,10 +161,17 @@ class GroupNormalization(base.BaseNormalization):
         grouped = shape[:c] + (groups, mean.shape[c] // groups) + shape[c + 1 :]
         mean = ops.reshape(mean, grouped)
         variance = ops.reshape(variance, grouped)
-        group_mean = ops.mean(mean, axis=c + 1, keepdims=True)
-        group_variance = ops.mean(
-            variance + ops.square(mean - group_mean), axis=c + 1, keepdims=True
-        )
+        if count is None:
+            group_mean = ops.mean(mean, axis=c + 1, keepdims=True)
+            group_variance = ops.mean(
+                variance + ops.square(mean - group_mean), axis=c + 1, keepdims=True
+            )
+        else:
+            weight = ops.reshape(ops.broadcast_to(count, shape), grouped)
+            total = ops.maximum(ops.sum(weight, axis=c + 1, keepdims=True), 1.0)
+            group_mean = ops.sum(weight * mean, axis=c + 1, keepdims=True) / total
+            spread = variance + ops.square(mean - group_mean)
+            group_variance = ops.sum(weight * spread, axis=c + 1, keepdims=True) / total
         return (
             ops.reshape(ops.broadcast_to(group_mean, grouped), shape),
             ops.reshape(ops.broadcast_to(group_variance, grouped), shape),
@@ -172,11 +194,13 @@ class GroupNormalization(base.BaseNormalization):
         if self._spatial_axes:
             weights = None
             if mask is not None:
-                weights = base.broadcast_mask(mask, x, self._channel_axis)
-            mean, variance, _ = base.moments(x, self._spatial_axes, mask=weights)
+                weights = base.broadcast_mask(mask, x)
+            mean, variance, count = base.moments(x, self._spatial_axes, mask=weights)
+            if weights is None:
+                count = None
         else:  # (batch, channels): each group's statistics span its channels only
-            mean, variance = x, ops.zeros_like(x)
-        mean, variance = self._pool_groups(mean, variance)
+            mean, variance, count = x, ops.zeros_like(x), None
+        mean, variance = self._pool_groups(mean, variance, count=count)
         outputs = base.normalize(
             x,
             mean,

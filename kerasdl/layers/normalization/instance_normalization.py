@@ -161,9 +161,7 @@ class InstanceNormalization(base.BaseNormalization):
                 base.normalize(x, mean, variance, gamma, beta, self.epsilon)
             )
 
-        weights = (
-            None if mask is None else base.broadcast_mask(mask, x, self._channel_axis)
-        )
+        weights = None if mask is None else base.broadcast_mask(mask, x)
         fast = (
             weights is None
             and self._channel_axis == len(x.shape) - 1

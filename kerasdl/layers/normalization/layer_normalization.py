@@ -1,5 +1,7 @@
 """Layer normalization over the feature axes of each sample."""
 
+import warnings
+
 import keras
 from keras import ops
 
@@ -23,9 +25,20 @@ class LayerNormalization(base.BaseNormalization):
     default `epsilon` changes, to PyTorch's `1e-5` (`torch.nn.LayerNorm` over
     the trailing dims named by `axis`). Statistics are computed in float32.
 
-    With a Keras mask and an `axis` that includes masked axes (e.g.
-    `axis=[1, 2]` on `(batch, time, features)` inputs), masked time steps do
-    not enter the statistics. The mask is passed on.
+    With a Keras mask (shaped like the inputs without their last axis) and an
+    `axis` that spans masked axes (e.g. `axis=[1, 2]` on `(batch, time,
+    features)` inputs), masked time steps do not enter the statistics. The
+    mask is passed on.
+
+    The layer may be called on inputs of another rank than it was built for,
+    as long as the axes in `axis` resolve to dimensions of the sizes it was
+    built with (e.g. `axis=-1` built on `(batch, features)` also normalizes
+    `(batch, time, features)`).
+
+    `rms_scaling=True` is Keras' deprecated option, kept for compatibility:
+    the outputs are `x * rsqrt(var(x, axis) + epsilon) * gamma` (the inputs
+    are scaled by their *variance*, not centered, and there is no `beta`).
+    For root mean square normalization use `kerasdl.layers.RMSNormalization`.
 
     Args:
         axis: int or list of ints, the axes to normalize over (never the batch
@@ -41,6 +54,10 @@ class LayerNormalization(base.BaseNormalization):
         gamma_regularizer: optional regularizer of `gamma`. Defaults to `None`.
         beta_constraint: optional constraint on `beta`. Defaults to `None`.
         gamma_constraint: optional constraint on `gamma`. Defaults to `None`.
+        rms_scaling: deprecated, see above: whether to scale the
+            uncentered inputs by `rsqrt(variance + epsilon)` and `gamma` only.
+            Creates `gamma` even with `scale=False`, and no `beta`.
+            Defaults to `False`.
         convention: `"keras"` or `"torch"`. Defaults to `"keras"`.
         **kwargs: base layer arguments (`name`, `dtype`, ...).
 
@@ -70,9 +87,17 @@ class LayerNormalization(base.BaseNormalization):
         gamma_regularizer=None,
         beta_constraint=None,
         gamma_constraint=None,
+        rms_scaling=False,
         convention="keras",
         **kwargs,
     ):
+        if rms_scaling:
+            warnings.warn(
+                "`rms_scaling=True` is deprecated (as in Keras): it scales the "
+                "inputs by their variance, not their root mean square. Use "
+                "`kerasdl.layers.RMSNormalization` for RMS normalization.",
+                stacklevel=2,
+            )
         super().__init__(
             axis=axis,
             epsilon=epsilon,
@@ -87,41 +112,71 @@ class LayerNormalization(base.BaseNormalization):
             convention=convention,
             **kwargs,
         )
+        self.rms_scaling = bool(rms_scaling)
 
     def build(self, input_shape):
         self._check_rank(input_shape, 2)
         ndim = len(input_shape)
         axes = base.normalize_axes(self.axis, ndim)
         self._check_defined(input_shape, axes)
-        self._axes = axes
-        # The mask has no feature axis; it is expanded at the last feature axis.
-        self._channel_axis = axes[-1]
         param_shape = tuple(input_shape[a] for a in axes)
-        broadcast_shape = [1] * ndim
-        for a in axes:
-            broadcast_shape[a] = input_shape[a]
-        self._build_affine(param_shape, broadcast_shape)
-        self.input_spec = keras.layers.InputSpec(
-            ndim=ndim, axes={a: input_shape[a] for a in axes}
+        self._build_affine(
+            param_shape,
+            self._param_shape_for(axes, ndim, param_shape),
+            scale=self.scale or self.rms_scaling,
+            center=self.center and not self.rms_scaling,
         )
+        # `axis` as given, so that inputs of another rank fit where the axes
+        # still name dimensions of the built sizes (negative axes count from
+        # the end); the batch axis stays out of every rank accepted.
+        given = [self.axis] if isinstance(self.axis, int) else list(self.axis)
+        min_ndim = max([2] + [a + 1 if a >= 0 else 1 - a for a in given])
+        self.input_spec = keras.layers.InputSpec(
+            min_ndim=min_ndim,
+            axes={a: input_shape[a % ndim] for a in given},
+        )
+
+    @staticmethod
+    def _param_shape_for(axes, ndim, param_shape):
+        """Broadcast shape of the weights against inputs of rank `ndim`."""
+        shape = [1] * ndim
+        for a, size in zip(axes, param_shape):
+            shape[a] = size
+        return shape
 
     def call(self, inputs, mask=None):
         x = ops.cast(inputs, "float32")
+        ndim = len(x.shape)
+        axes = base.normalize_axes(self.axis, ndim)
         weights = None
-        if mask is not None and len(mask.shape) == len(x.shape) - 1:
-            # Masked steps only matter when the statistics span them.
-            mask_axes = [a for a in self._axes if a != self._channel_axis]
-            if mask_axes:
-                weights = base.broadcast_mask(mask, x, self._channel_axis)
-        if weights is None and self._axes == [len(x.shape) - 1] and fused.enabled():
+        if mask is not None and (
+            len(mask.shape) == ndim or any(a != ndim - 1 for a in axes)
+        ):
+            # The mask (no last axis) only matters where the statistics span
+            # the axes it covers.
+            weights = base.broadcast_mask(mask, x)
+        if (
+            weights is None
+            and axes == [ndim - 1]
+            and not self.rms_scaling
+            and fused.enabled()
+        ):
             return self._output(self._fused_call(x))
-        mean, variance, _ = base.moments(x, self._axes, mask=weights)
+        mean, variance, _ = base.moments(x, axes, mask=weights)
+        param_shape = tuple(x.shape[a] for a in axes)
+        broadcast_shape = self._param_shape_for(axes, ndim, param_shape)
+        gamma = self._broadcast(self.gamma, broadcast_shape)
+        if self.rms_scaling:  # Keras' deprecated variant: no centering, no beta
+            factor = ops.rsqrt(variance + self.epsilon)
+            if gamma is not None:
+                factor = factor * gamma
+            return self._output(x * factor)
         outputs = base.normalize(
             x,
             mean,
             variance,
-            self._broadcast(self.gamma),
-            self._broadcast(self.beta),
+            gamma,
+            self._broadcast(self.beta, broadcast_shape),
             self.epsilon,
         )
         return self._output(outputs)
@@ -142,3 +197,8 @@ class LayerNormalization(base.BaseNormalization):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config["rms_scaling"] = self.rms_scaling
+        return config

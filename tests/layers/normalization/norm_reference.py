@@ -19,9 +19,19 @@ def moments(x, axes, mask=None):
         return mean, var, count
     w = np.broadcast_to(np.asarray(mask, "float64"), x.shape)
     count = w.sum(axis=axes, keepdims=True)
-    mean = (x * w).sum(axis=axes, keepdims=True) / count
-    var = (((x - mean) ** 2) * w).sum(axis=axes, keepdims=True) / count
+    with np.errstate(invalid="ignore"):  # NaN statistics of fully masked sets
+        mean = (x * w).sum(axis=axes, keepdims=True) / count
+        var = (((x - mean) ** 2) * w).sum(axis=axes, keepdims=True) / count
     return mean, var, count
+
+
+def keras_mask_weights(mask, x):
+    """A Keras mask (shape `x.shape[:-1]`, or broadcastable to it) as weights
+    shaped like `x`: Keras masks have no last axis, whatever the channel axis."""
+    mask = np.asarray(mask, "float64")
+    if mask.ndim == x.ndim - 1:
+        mask = mask[..., None]
+    return np.broadcast_to(mask, x.shape)
 
 
 def affine(normalized, gamma, beta, shape):
@@ -59,7 +69,7 @@ def batch_norm_train(
     shape = channel_shape(x.ndim, axis, c)
     axes = [a for a in range(x.ndim) if a != axis]
     if mask is not None:
-        mask = np.expand_dims(np.asarray(mask, "float64"), axis)
+        mask = keras_mask_weights(mask, x)
     if virtual_batch_size:
         v = virtual_batch_size
         xs = np.split(x, x.shape[0] // v)
@@ -114,7 +124,7 @@ def layer_norm(x, gamma, beta, *, axes=(-1,), epsilon=1e-3, mask=None):
     return affine((x - mean) / np.sqrt(var + epsilon), gamma, beta, shape)
 
 
-def group_norm(x, gamma, beta, *, groups, axis=-1, epsilon=1e-3):
+def group_norm(x, gamma, beta, *, groups, axis=-1, epsilon=1e-3, mask=None):
     x = np.asarray(x, "float64")
     axis = axis % x.ndim
     c = x.shape[axis]
@@ -122,8 +132,10 @@ def group_norm(x, gamma, beta, *, groups, axis=-1, epsilon=1e-3):
     xg = np.moveaxis(x, axis, -1)  # channels last
     lead = xg.shape[:-1]
     xg = xg.reshape(lead + (groups, c // groups))
+    if mask is not None:
+        mask = np.moveaxis(keras_mask_weights(mask, x), axis, -1).reshape(xg.shape)
     axes = list(range(1, len(lead))) + [xg.ndim - 1]
-    mean, var, _ = moments(xg, axes)
+    mean, var, _ = moments(xg, axes, mask)
     out = ((xg - mean) / np.sqrt(var + epsilon)).reshape(lead + (c,))
     out = np.moveaxis(out, -1, axis)
     return affine(out, gamma, beta, channel_shape(x.ndim, axis, c))
@@ -149,7 +161,7 @@ def instance_norm_train(
     shape = channel_shape(x.ndim, axis, c)
     axes = [a for a in range(1, x.ndim) if a != axis]
     if mask is not None:
-        mask = np.expand_dims(np.asarray(mask, "float64"), axis)
+        mask = keras_mask_weights(mask, x)
     mean, var, n = moments(x, axes, mask)
     out = affine((x - mean) / np.sqrt(var + epsilon), gamma, beta, shape)
     if moving_mean is None:

@@ -115,10 +115,57 @@ def test_bad_input_shapes(kwargs, shape, message):
     "kwargs, message",
     [
         ({"epsilon": 0}, "epsilon=0"),
-        ({"axis": "last"}, "axis='last'"),
+        ({"axis": []}, "axis=\\[\\]"),
         ({"convention": "Torch"}, "convention='Torch'"),
     ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LayerNormalization(**kwargs)
+
+
+def test_axis_of_the_wrong_type_is_a_type_error():
+    # As Keras raises: a TypeError naming what was received.
+    with pytest.raises(TypeError, match="axis='last'"):
+        LayerNormalization(axis="last")
+
+
+def test_rms_scaling_is_keras_deprecated_variant():
+    # Keras' `rms_scaling=True`: x * rsqrt(var(x) + epsilon) * gamma, with no
+    # centering and no beta; deprecated there and here.
+    x = _x((3, 5))
+    with pytest.warns(UserWarning, match="RMSNormalization"):
+        layer = LayerNormalization(rms_scaling=True, gamma_initializer="random_normal")
+    out = _np(layer(x))
+    assert [w.name for w in layer.weights] == ["gamma"]
+    gamma = _np(layer.gamma)
+    expected = x / np.sqrt(x.var(axis=-1, keepdims=True) + 1e-3) * gamma
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    with pytest.warns(UserWarning):
+        theirs = keras.layers.LayerNormalization(rms_scaling=True)
+    theirs.build(x.shape)
+    theirs.set_weights(layer.get_weights())
+    np.testing.assert_allclose(out, _np(theirs(x)), rtol=1e-5, atol=1e-5)
+    config = layer.get_config()
+    assert config["rms_scaling"] is True
+    with pytest.warns(UserWarning):
+        assert LayerNormalization.from_config(config).get_config() == config
+
+
+@pytest.mark.parametrize("axis", [-1, [-2, -1]])
+def test_inputs_of_another_rank_than_at_build(axis):
+    # As Keras: the weights were built for the axes' sizes, which inputs of
+    # another rank may share.
+    layer = LayerNormalization(axis=axis, gamma_initializer="random_normal")
+    layer.build((2, 4, 6))
+    x = _x((7, 3, 4, 6))
+    axes = [-1] if axis == -1 else axis
+    gamma = _np(layer.gamma)
+    expected = ref.layer_norm(x, gamma, _np(layer.beta), axes=axes)
+    np.testing.assert_allclose(_np(layer(x)), expected, rtol=1e-4, atol=1e-4)
+    theirs = keras.layers.LayerNormalization(axis=axis)
+    theirs.build((2, 4, 6))
+    theirs.set_weights(layer.get_weights())
+    np.testing.assert_allclose(_np(layer(x)), _np(theirs(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="incompatible"):
+        layer(_x((2, 4, 5)))

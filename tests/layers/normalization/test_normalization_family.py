@@ -2,6 +2,7 @@
 XLA-compiled training, channels-first inputs, serialization by registered name."""
 
 import keras
+import norm_reference as ref
 import numpy as np
 import pytest
 
@@ -94,3 +95,63 @@ def test_registered_under_kerasdl(name):
     assert serialized["registered_name"] == f"kerasdl>{type(layer).__name__}"
     revived = keras.saving.deserialize_keras_object(serialized)
     assert revived.get_config() == layer.get_config()
+
+
+def _masked_reference(name, x, mask, axis):
+    """NumPy reference for one masked training step (Keras mask semantics)."""
+    c = x.shape[axis]
+    if name == "batch":
+        return ref.batch_norm_train(
+            x, None, None, np.zeros(c), np.ones(c), axis=axis, mask=mask
+        )[0]
+    if name == "instance":
+        return ref.instance_norm_train(x, None, None, axis=axis, mask=mask)[0]
+    return ref.group_norm(x, None, None, groups=2, axis=axis, mask=mask)
+
+
+MASKED = {
+    "batch": lambda **kw: BatchNormalization(center=False, scale=False, **kw),
+    "instance": lambda **kw: InstanceNormalization(center=False, scale=False, **kw),
+    "group": lambda **kw: GroupNormalization(groups=2, center=False, scale=False, **kw),
+}
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 6), (3, 4, 4)], ids=["C!=T", "C==T"])
+@pytest.mark.parametrize("name", sorted(MASKED))
+def test_channels_first_mask_covers_all_but_the_last_axis(name, shape):
+    # A Keras mask has the inputs' shape without the LAST axis, whatever the
+    # channel axis (Keras' BatchNormalization expands it at -1): for
+    # channels-first (batch, C, T) inputs it is (batch, C). Expanding it at
+    # the channel axis crashed when C != T and, when C == T, silently took
+    # the statistics over the wrong positions.
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=shape).astype("float32")
+    mask = np.ones(shape[:-1], bool)
+    mask[0, 1:] = False
+    mask[2, 0] = False
+    out = _np(MASKED[name](axis=1)(x, training=True, mask=mask))
+    expected = _masked_reference(name, x, mask, axis=1)
+    valid = np.broadcast_to(mask[..., None], shape)
+    np.testing.assert_allclose(out[valid], expected[valid], rtol=1e-4, atol=1e-4)
+    if name == "batch":
+        theirs = keras.layers.BatchNormalization(axis=1, center=False, scale=False)
+        np.testing.assert_allclose(
+            out, _np(theirs(x, training=True, mask=mask)), rtol=1e-4, atol=1e-4
+        )
+
+
+# (Fresh renorm statistics undo the normalization: its outputs are as large as
+# its inputs, beyond float16 by design.)
+@pytest.mark.parametrize("name", sorted(set(LAYERS) - {"renorm_batch"}))
+def test_mixed_float16_float32_inputs_above_float16_max(name):
+    # float32 inputs beyond float16's range (65504) must reach the float32
+    # statistics unchanged, not as inf (which made the outputs NaN).
+    rng = np.random.default_rng(0)
+    x = (7e4 + 1e3 * rng.normal(size=(4, 6, 8))).astype("float32")
+    layer = LAYERS[name](dtype="mixed_float16")
+    reference = LAYERS[name]()
+    y = layer(x, training=True)
+    assert keras.backend.standardize_dtype(y.dtype) == "float16"
+    y = _np(keras.ops.cast(y, "float32"))
+    assert np.all(np.isfinite(y))
+    expected = _np(reference(x, training=True))
+    np.testing.assert_allclose(y, expected, rtol=1e-2, atol=1e-2)
