@@ -17,6 +17,7 @@ from kerasdl.layers.normalization.instance_normalization import (
     InstanceNormalization,
 )
 from kerasdl.layers.normalization.layer_normalization import LayerNormalization
+from kerasdl.layers.normalization.rms_normalization import RMSNormalization
 
 __all__ = [
     "BatchNormalization",
@@ -24,6 +25,7 @@ __all__ = [
     "GroupNormalization",
     "InstanceNormalization",
     "LayerNormalization",
+    "RMSNormalization",
     "fold_batch_norm",
     "freeze_batch_norm",
 ]

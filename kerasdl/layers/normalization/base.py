@@ -356,6 +356,30 @@ class BaseNormalization(keras.layers.Layer):
                     f"build its weights. Received: axis={self.axis!r}"
                 )
 
+    def _axes_input_spec(self, input_shape):
+        """An `InputSpec` pinning only the sizes of the axes in `self.axis`.
+
+        The axes are keyed as given (negative ones count from the end), so
+        inputs of another rank than `input_shape` fit wherever those axes name
+        dimensions of the built sizes, as Keras' `LayerNormalization` and
+        `RMSNormalization` allow; the batch axis stays out of every rank
+        accepted.
+        """
+        ndim = len(input_shape)
+        given = [self.axis] if isinstance(self.axis, int) else list(self.axis)
+        min_ndim = max([2] + [a + 1 if a >= 0 else 1 - a for a in given])
+        return keras.layers.InputSpec(
+            min_ndim=min_ndim, axes={a: input_shape[a % ndim] for a in given}
+        )
+
+    @staticmethod
+    def _axes_broadcast_shape(axes, ndim, param_shape):
+        """Shape of weights over `axes` broadcast against inputs of rank `ndim`."""
+        shape = [1] * ndim
+        for a, size in zip(axes, param_shape):
+            shape[a] = size
+        return shape
+
     def _build_affine(self, param_shape, broadcast_shape, scale=None, center=None):
         """Creates `gamma` (if `scale`) and `beta` (if `center`).
 
@@ -448,8 +472,8 @@ class BaseNormalization(keras.layers.Layer):
             if missing:
                 raise ValueError(
                     f"`state_dict` is missing keys {missing} that "
-                    f"{type(self).__name__} (center={self.center}, "
-                    f"scale={self.scale}) expects. Received keys: "
+                    f"{type(self).__name__} (with weights for "
+                    f"{sorted(expected)}) expects. Received keys: "
                     f"{sorted(state_dict)}"
                 )
             unexpected = sorted(set(state_dict) - known)

@@ -173,7 +173,7 @@ class BatchNormalization(base.BaseNormalization):
             )
         if renorm_clipping is not None:
             if not isinstance(renorm_clipping, dict):
-                raise ValueError(  # noqa: TRY004 (Keras raises ValueError)
+                raise ValueError(
                     "`renorm_clipping` must be a dict with keys among 'rmax', "
                     f"'rmin', 'dmax'. Received: renorm_clipping={renorm_clipping!r}"
                 )

@@ -291,3 +291,46 @@ def normalize_rows(x, mean, variance, gamma, beta, epsilon):
         return dx, dgamma, dbeta
 
     return _closed_form(forward, backward, x, mean, variance, gamma, beta)
+
+
+def rms_normalize_rows(x, scale, epsilon):
+    """RMS normalization over the last axis of a (N, S, C) tensor.
+
+    `x * rsqrt(mean(x ** 2) + epsilon) * scale`: layer normalization without
+    the mean, with the gradient in the same closed form,
+
+        dx = rrms * (dy * scale - x_hat * mean(dy * scale * x_hat))
+
+    (`x_hat = x * rrms`), its row means as matrix-vector products, and
+    `dscale` as the column sums of `dy * x_hat`.
+
+    Args:
+        x: float32 tensor (N, S, C).
+        scale: float32 (C,) or `None`.
+        epsilon: float added to the mean square.
+
+    Returns:
+        The normalized float32 tensor (N, S, C).
+    """
+    channels = x.shape[-1]
+    weights = ops.full((channels, 1), 1.0 / channels, dtype=x.dtype)
+    mean_square = ops.matmul(ops.square(x), weights)  # (N, S, 1)
+    no_mean = ops.zeros_like(mean_square)
+
+    def forward(x, mean, mean_square, scale, beta):
+        del mean, beta
+        y = x * ops.rsqrt(mean_square + epsilon)
+        return y if scale is None else y * scale
+
+    def backward(dy, x, mean, mean_square, scale, wants):
+        del mean
+        rrms = ops.rsqrt(mean_square + epsilon)
+        xhat = x * rrms
+        q = dy * xhat
+        g = ops.ones((channels,)) if scale is None else scale
+        mean_gx = ops.matmul(q, ops.reshape(g / channels, (channels, 1)))
+        dx = dy * (rrms * g) - xhat * (rrms * mean_gx)
+        dscale = _column_sums(q, shared=True, product=True)[0] if wants[0] else None
+        return dx, dscale, None
+
+    return _closed_form(forward, backward, x, no_mean, mean_square, scale, None)

@@ -122,27 +122,11 @@ class LayerNormalization(base.BaseNormalization):
         param_shape = tuple(input_shape[a] for a in axes)
         self._build_affine(
             param_shape,
-            self._param_shape_for(axes, ndim, param_shape),
+            self._axes_broadcast_shape(axes, ndim, param_shape),
             scale=self.scale or self.rms_scaling,
             center=self.center and not self.rms_scaling,
         )
-        # `axis` as given, so that inputs of another rank fit where the axes
-        # still name dimensions of the built sizes (negative axes count from
-        # the end); the batch axis stays out of every rank accepted.
-        given = [self.axis] if isinstance(self.axis, int) else list(self.axis)
-        min_ndim = max([2] + [a + 1 if a >= 0 else 1 - a for a in given])
-        self.input_spec = keras.layers.InputSpec(
-            min_ndim=min_ndim,
-            axes={a: input_shape[a % ndim] for a in given},
-        )
-
-    @staticmethod
-    def _param_shape_for(axes, ndim, param_shape):
-        """Broadcast shape of the weights against inputs of rank `ndim`."""
-        shape = [1] * ndim
-        for a, size in zip(axes, param_shape):
-            shape[a] = size
-        return shape
+        self.input_spec = self._axes_input_spec(input_shape)
 
     def call(self, inputs, mask=None):
         x = ops.cast(inputs, "float32")
@@ -164,7 +148,7 @@ class LayerNormalization(base.BaseNormalization):
             return self._output(self._fused_call(x))
         mean, variance, _ = base.moments(x, axes, mask=weights)
         param_shape = tuple(x.shape[a] for a in axes)
-        broadcast_shape = self._param_shape_for(axes, ndim, param_shape)
+        broadcast_shape = self._axes_broadcast_shape(axes, ndim, param_shape)
         gamma = self._broadcast(self.gamma, broadcast_shape)
         if self.rms_scaling:  # Keras' deprecated variant: no centering, no beta
             factor = ops.rsqrt(variance + self.epsilon)

@@ -26,6 +26,8 @@ CASES = {
         lambda: kl.LayerNormalization(center=False, scale=False),
         (4, 6),
     ),
+    "rms_norm": (lambda: kl.RMSNormalization(), (3, 4, 5, 8)),
+    "rms_norm_no_scale": (lambda: kl.RMSNormalization(use_scale=False), (4, 6)),
     "batch_norm": (lambda: kl.BatchNormalization(momentum=0.5), (4, 5, 6, 8)),
     "batch_norm_torch": (
         lambda: kl.BatchNormalization(convention="torch", scale=False),
@@ -44,6 +46,7 @@ CASES = {
     ),
     # The same with column sums as per-sample matrix products (S * C large).
     "layer_norm_blocks": (lambda: kl.LayerNormalization(), (2, BLOCK, 8)),
+    "rms_norm_blocks": (lambda: kl.RMSNormalization(), (2, BLOCK, 8)),
     "batch_norm_blocks": (
         lambda: kl.BatchNormalization(convention="torch"),
         (3, BLOCK // 16, 16, 8),
@@ -165,6 +168,7 @@ def test_fused_matches_autodiff(case, jit):
         "layer_norm_4d",
         "batch_norm_blocks",
         "layer_norm_blocks",
+        "rms_norm",
     ],
 )
 def test_fused_matches_autodiff_with_unknown_batch_size(case, jit):
@@ -212,7 +216,9 @@ def _input_gradient_penalty(make, shape, flag):
     ]
 
 
-@pytest.mark.parametrize("case", ["layer_norm_4d", "batch_norm", "group_norm"])
+@pytest.mark.parametrize(
+    "case", ["layer_norm_4d", "rms_norm", "batch_norm", "group_norm"]
+)
 def test_second_order_gradients_match(case):
     make, shape = CASES[case]
     ours = _input_gradient_penalty(make, shape, True)

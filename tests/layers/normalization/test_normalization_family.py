@@ -1,4 +1,4 @@
-"""Behaviour all four kerasdl normalization layers share: mixed precision,
+"""Behaviour all kerasdl normalization layers share: mixed precision,
 XLA-compiled training, channels-first inputs, serialization by registered name."""
 
 import keras
@@ -11,6 +11,7 @@ from kerasdl.layers import (
     GroupNormalization,
     InstanceNormalization,
     LayerNormalization,
+    RMSNormalization,
 )
 
 LAYERS = {
@@ -21,6 +22,7 @@ LAYERS = {
     "layer": lambda **kw: LayerNormalization(**kw),
     "instance": lambda **kw: InstanceNormalization(track_running_stats=True, **kw),
     "group": lambda **kw: GroupNormalization(groups=2, **kw),
+    "rms": lambda **kw: RMSNormalization(**kw),
 }
 
 
