@@ -13,6 +13,7 @@ from kerasdl.layers import (
     GroupNormalization,
     InstanceNormalization,
     LayerNormalization,
+    RMSNormalization,
 )
 
 torch = pytest.importorskip("torch")
@@ -103,8 +104,20 @@ def test_running_statistics_match_torch(torch_cls, ours, shape):
             lambda: InstanceNormalization(axis=1, convention="torch"),
             (3, 5, 9),
         ),
+        (
+            lambda: torch.nn.RMSNorm(6),
+            lambda: RMSNormalization(convention="torch"),
+            (3, 4, 6),
+        ),
+        (
+            lambda: torch.nn.RMSNorm([4, 6], elementwise_affine=False),
+            lambda: RMSNormalization(
+                axis=[-2, -1], use_scale=False, convention="torch"
+            ),
+            (3, 4, 6),
+        ),
     ],
-    ids=["GroupNorm", "LayerNorm", "InstanceNorm1d"],
+    ids=["GroupNorm", "LayerNorm", "InstanceNorm1d", "RMSNorm", "RMSNorm2dNoAffine"],
 )
 def test_outputs_and_gradients_match_torch(module, layer, shape):
     module, layer = _randomize(module()), layer()
@@ -136,3 +149,30 @@ def test_accepts_torch_tensors_and_rejects_mismatches():
     layer.load_torch_state_dict(module.state_dict())  # tensors, num_batches_tracked
     with pytest.raises(ValueError, match="has shape"):
         layer.load_torch_state_dict(torch.nn.BatchNorm1d(5).state_dict())
+
+
+def test_rms_norm_default_epsilon_and_weight_gradient_match_torch():
+    # Inputs whose mean square is near float32's machine epsilon, PyTorch's
+    # default `eps`: the outputs only agree if the epsilons do.
+    module = _randomize(torch.nn.RMSNorm(8))
+    layer = RMSNormalization(convention="torch")
+    layer.build((None, 8))
+    layer.load_torch_state_dict(module.state_dict())
+    x = _x((5, 8), 0) * 1e-4
+    tx = torch.from_numpy(x)
+    (module(tx) ** 2).sum().backward()
+
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y = layer(tf.constant(x))
+        loss = tf.reduce_sum(y**2)
+    np.testing.assert_allclose(
+        y.numpy(), module(tx).detach().numpy(), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        tape.gradient(loss, layer.scale).numpy(),
+        module.weight.grad.numpy(),
+        rtol=1e-3,
+        atol=1e-3,
+    )
