@@ -158,38 +158,19 @@ class TransformerTranslator(keras.Model):
         )
 
     def attention_weights(self, source, target_in):
-        """Last decoder block's cross-attention, averaged over heads: `(batch, T, S)`.
-
-        Recomputed from the block's sublayers (post-norm), since
-        `TransformerDecoder` does not return its attention scores.
-        """
+        """Last decoder block's cross-attention, averaged over heads: `(batch, T, S)`."""
         encoded = self.encode(source)
         source_mask = ops.cast(encoded["source_mask"], "bool")
         x, target_mask = self._decoder_inputs(target_in, False)
-        for block in self.decoder_blocks[:-1]:
-            x = block(
+        for block in self.decoder_blocks:
+            x, _, cross_scores = block(
                 x,
                 encoded["encoder_outputs"],
                 decoder_padding_mask=target_mask,
                 encoder_padding_mask=source_mask,
-            )
-        last = self.decoder_blocks[-1]
-        if last.normalize_first:
-            raise ValueError(
-                "attention_weights supports post-norm decoder blocks only."
-            )
-        attended = last.self_attention(
-            x, x, query_mask=target_mask, value_mask=target_mask, use_causal_mask=True
-        )
-        x = last.self_attention_norm(ops.add(x, attended))
-        _, scores = last.cross_attention(
-            x,
-            encoded["encoder_outputs"],
-            query_mask=target_mask,
-            value_mask=source_mask,
-            return_attention_scores=True,
-        )  # (batch, heads, T, S)
-        return ops.mean(scores, axis=1)
+                return_attention_scores=True,
+            )  # cross_scores: (batch, heads, T, S)
+        return ops.mean(cross_scores, axis=1)
 
     def generate(
         self,

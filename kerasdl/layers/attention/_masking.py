@@ -83,7 +83,11 @@ def masked_softmax(scores, mask=None, axis=-1):
     else:
         if isinstance(axis, (tuple, list)):
             axis = axis[0]
-        weights = ops.softmax(scores, axis=axis)
+        if scores.shape[axis] == 1:
+            # A single key gets all the weight (ops.softmax warns about it).
+            weights = ops.ones_like(scores)
+        else:
+            weights = ops.softmax(scores, axis=axis)
     if mask is not None:
         weights = ops.where(mask, weights, 0.0)
     return ops.cast(weights, dtype)

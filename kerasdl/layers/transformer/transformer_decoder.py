@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from kerasdl.layers.attention._initializers import clone_initializer
 from kerasdl.layers.attention._masking import dropout_layer, keras_mask_of
 from kerasdl.layers.attention.multi_head_attention import MultiHeadAttention
 from kerasdl.layers.transformer._sublayers import (
@@ -43,8 +44,8 @@ class TransformerDecoder(keras.layers.Layer):
             `"relu"`.
         layer_norm_epsilon: float, epsilon of the layer normalizations.
             Defaults to `1e-5`.
-        kernel_initializer: initializer of the dense kernels. Defaults to
-            `"glorot_uniform"`.
+        kernel_initializer: initializer of the dense kernels (each kernel
+            gets its own copy). Defaults to `"glorot_uniform"`.
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
         normalize_first: bool, pre-norm instead of post-norm. Defaults to `False`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
@@ -63,6 +64,12 @@ class TransformerDecoder(keras.layers.Layer):
             `(batch, target_length, source_length)`.
         use_causal_mask: bool, causal self-attention. Defaults to `True`.
         training: bool, whether dropout is active.
+        return_attention_scores: bool, also return the attention weights:
+            `(outputs, self_attention_scores, cross_attention_scores)`, of
+            shapes `(batch, num_heads, target_length, target_length)` and
+            `(batch, num_heads, target_length, source_length)`, or
+            `(outputs, self_attention_scores)` for a block without
+            cross-attention. Defaults to `False`.
 
     Reference:
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762), section 3.1.
@@ -100,15 +107,15 @@ class TransformerDecoder(keras.layers.Layer):
         self.supports_masking = True
         self.cross_attention = None
 
-    def _dense_kwargs(self):
+    def _dense_kwargs(self, name):
+        """Sublayer arguments, with initializer copies of the sublayer's own."""
         return {
-            "kernel_initializer": keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            "bias_initializer": keras.initializers.get(
-                keras.initializers.serialize(self.bias_initializer)
+            "kernel_initializer": clone_initializer(self.kernel_initializer, name),
+            "bias_initializer": clone_initializer(
+                self.bias_initializer, f"{name}_bias"
             ),
             "dtype": self.dtype_policy,
+            "name": name,
         }
 
     def _norm(self, name, shape):
@@ -126,8 +133,7 @@ class TransformerDecoder(keras.layers.Layer):
             num_heads=self.num_heads,
             key_dim=head_dim,
             dropout=self.dropout,
-            name="self_attention",
-            **self._dense_kwargs(),
+            **self._dense_kwargs("self_attention"),
         )
         self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
         self.self_attention_norm = self._norm(
@@ -143,8 +149,7 @@ class TransformerDecoder(keras.layers.Layer):
                 num_heads=self.num_heads,
                 key_dim=head_dim,
                 dropout=self.dropout,
-                name="cross_attention",
-                **self._dense_kwargs(),
+                **self._dense_kwargs("cross_attention"),
             )
             self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
             self.cross_attention_norm = self._norm(
@@ -158,12 +163,11 @@ class TransformerDecoder(keras.layers.Layer):
         self.feedforward_intermediate = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
-            name="feedforward_intermediate",
-            **self._dense_kwargs(),
+            **self._dense_kwargs("feedforward_intermediate"),
         )
         self.feedforward_intermediate.build(decoder_sequence_shape)
         self.feedforward_output = keras.layers.Dense(
-            hidden_dim, name="feedforward_output", **self._dense_kwargs()
+            hidden_dim, **self._dense_kwargs("feedforward_output")
         )
         self.feedforward_output.build(
             tuple(decoder_sequence_shape[:-1]) + (self.intermediate_dim,)
@@ -174,10 +178,16 @@ class TransformerDecoder(keras.layers.Layer):
         )
 
     def _add_and_norm(self, sublayer, norm, dropout, x, training):
-        """Residual "add & norm" around `sublayer`, post-norm or pre-norm."""
-        if self.normalize_first:
-            return ops.add(x, dropout(sublayer(norm(x)), training=training))
-        return norm(ops.add(x, dropout(sublayer(x), training=training)))
+        """Residual "add & norm" around `sublayer`, post-norm or pre-norm.
+
+        `sublayer` returns `(output, attention_scores)`; so does this method.
+        """
+        h = norm(x) if self.normalize_first else x
+        h, scores = sublayer(h)
+        x = ops.add(x, dropout(h, training=training))
+        if not self.normalize_first:
+            x = norm(x)
+        return x, scores
 
     def call(
         self,
@@ -189,6 +199,7 @@ class TransformerDecoder(keras.layers.Layer):
         encoder_attention_mask=None,
         use_causal_mask=True,
         training=None,
+        return_attention_scores=False,
     ):
         has_cross_attention = self.cross_attention is not None
         if has_cross_attention != (encoder_sequence is not None):
@@ -202,18 +213,31 @@ class TransformerDecoder(keras.layers.Layer):
             decoder_padding_mask = keras_mask_of(decoder_sequence)
         if encoder_sequence is not None and encoder_padding_mask is None:
             encoder_padding_mask = keras_mask_of(encoder_sequence)
+
+        def attend(attention, value, **kwargs):
+            def sublayer(h):
+                outputs = attention(
+                    h,
+                    h if value is None else value,
+                    query_mask=decoder_padding_mask,
+                    training=training,
+                    return_attention_scores=return_attention_scores,
+                    **kwargs,
+                )
+                return outputs if return_attention_scores else (outputs, None)
+
+            return sublayer
+
         x = decoder_sequence  # (batch, target_length, d)
 
         # Causal self-attention block.
-        x = self._add_and_norm(
-            lambda h: self.self_attention(
-                h,
-                h,
-                query_mask=decoder_padding_mask,
+        x, self_scores = self._add_and_norm(
+            attend(
+                self.self_attention,
+                None,
                 value_mask=decoder_padding_mask,
                 attention_mask=decoder_attention_mask,
                 use_causal_mask=use_causal_mask,
-                training=training,
             ),
             self.self_attention_norm,
             self.self_attention_dropout,
@@ -222,15 +246,14 @@ class TransformerDecoder(keras.layers.Layer):
         )
 
         # Cross-attention block: decoder states ask, encoder outputs answer.
+        cross_scores = None
         if has_cross_attention:
-            x = self._add_and_norm(
-                lambda h: self.cross_attention(
-                    h,
+            x, cross_scores = self._add_and_norm(
+                attend(
+                    self.cross_attention,
                     encoder_sequence,
-                    query_mask=decoder_padding_mask,
                     value_mask=encoder_padding_mask,
                     attention_mask=encoder_attention_mask,
-                    training=training,
                 ),
                 self.cross_attention_norm,
                 self.cross_attention_dropout,
@@ -239,20 +262,47 @@ class TransformerDecoder(keras.layers.Layer):
             )
 
         # Feed-forward block.
-        x = self._add_and_norm(
-            lambda h: self.feedforward_output(self.feedforward_intermediate(h)),
+        x, _ = self._add_and_norm(
+            lambda h: (self.feedforward_output(self.feedforward_intermediate(h)), None),
             self.feedforward_norm,
             self.feedforward_dropout,
             x,
             training,
         )
-        return x
+        if not return_attention_scores:
+            return x
+        if has_cross_attention:
+            return x, self_scores, cross_scores
+        return x, self_scores
 
     def compute_mask(self, decoder_sequence, mask=None):
         return mask
 
     def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
         return decoder_sequence_shape
+
+    def compute_output_spec(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        return_attention_scores=False,
+        **kwargs,
+    ):
+        output = keras.KerasTensor(decoder_sequence.shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch, target_length = decoder_sequence.shape[0], decoder_sequence.shape[1]
+        key_lengths = [target_length]  # self-attention
+        if encoder_sequence is not None:
+            key_lengths.append(encoder_sequence.shape[1])  # cross-attention
+        outputs = [output] + [
+            keras.KerasTensor(
+                (batch, self.num_heads, target_length, length),
+                dtype=self.compute_dtype,
+            )
+            for length in key_lengths
+        ]
+        return tuple(outputs)
 
     def get_config(self):
         config = super().get_config()

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from kerasdl.layers.attention._initializers import clone_initializer
 from kerasdl.layers.attention._masking import dropout_layer, keras_mask_of
 from kerasdl.layers.attention.multi_head_attention import MultiHeadAttention
 from kerasdl.layers.transformer._sublayers import (
@@ -41,8 +42,8 @@ class TransformerEncoder(keras.layers.Layer):
             `"relu"`.
         layer_norm_epsilon: float, epsilon of the layer normalizations.
             Defaults to `1e-5`.
-        kernel_initializer: initializer of the dense kernels. Defaults to
-            `"glorot_uniform"`.
+        kernel_initializer: initializer of the dense kernels (each kernel
+            gets its own copy). Defaults to `"glorot_uniform"`.
         bias_initializer: initializer of the biases. Defaults to `"zeros"`.
         normalize_first: bool, pre-norm instead of post-norm. Defaults to `False`.
         **kwargs: base layer arguments, such as `name` and `dtype`.
@@ -51,8 +52,12 @@ class TransformerEncoder(keras.layers.Layer):
         inputs: `(batch, length, d)`.
         padding_mask: optional boolean `(batch, length)`, `True` for real tokens.
             Defaults to the input's Keras mask.
-        attention_mask: optional boolean `(batch, length, length)`.
+        attention_mask: optional boolean `(batch, length, length)`, or per
+            head `(batch, num_heads, length, length)`.
         training: bool, whether dropout is active.
+        return_attention_scores: bool, also return the self-attention weights
+            `(batch, num_heads, length, length)`, as `(outputs, scores)`.
+            Defaults to `False`.
 
     Reference:
         - [Vaswani et al., 2017](https://arxiv.org/abs/1706.03762), section 3.1.
@@ -92,15 +97,15 @@ class TransformerEncoder(keras.layers.Layer):
         self.normalize_first = bool(normalize_first)
         self.supports_masking = True
 
-    def _dense_kwargs(self):
+    def _dense_kwargs(self, name):
+        """Sublayer arguments, with initializer copies of the sublayer's own."""
         return {
-            "kernel_initializer": keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            "bias_initializer": keras.initializers.get(
-                keras.initializers.serialize(self.bias_initializer)
+            "kernel_initializer": clone_initializer(self.kernel_initializer, name),
+            "bias_initializer": clone_initializer(
+                self.bias_initializer, f"{name}_bias"
             ),
             "dtype": self.dtype_policy,
+            "name": name,
         }
 
     def build(self, inputs_shape):
@@ -112,8 +117,7 @@ class TransformerEncoder(keras.layers.Layer):
             num_heads=self.num_heads,
             key_dim=hidden_dim // self.num_heads,
             dropout=self.dropout,
-            name="self_attention",
-            **self._dense_kwargs(),
+            **self._dense_kwargs("self_attention"),
         )
         self.self_attention.build(inputs_shape, inputs_shape)
         self.self_attention_norm = layer_normalization(
@@ -128,12 +132,11 @@ class TransformerEncoder(keras.layers.Layer):
         self.feedforward_intermediate = keras.layers.Dense(
             self.intermediate_dim,
             activation=self.activation,
-            name="feedforward_intermediate",
-            **self._dense_kwargs(),
+            **self._dense_kwargs("feedforward_intermediate"),
         )
         self.feedforward_intermediate.build(inputs_shape)
         self.feedforward_output = keras.layers.Dense(
-            hidden_dim, name="feedforward_output", **self._dense_kwargs()
+            hidden_dim, **self._dense_kwargs("feedforward_output")
         )
         self.feedforward_output.build(
             tuple(inputs_shape[:-1]) + (self.intermediate_dim,)
@@ -146,7 +149,14 @@ class TransformerEncoder(keras.layers.Layer):
             self.dropout, self.dtype_policy, "feedforward_dropout"
         )
 
-    def call(self, inputs, padding_mask=None, attention_mask=None, training=None):
+    def call(
+        self,
+        inputs,
+        padding_mask=None,
+        attention_mask=None,
+        training=None,
+        return_attention_scores=False,
+    ):
         if padding_mask is None:
             padding_mask = keras_mask_of(inputs)
         x = inputs  # (batch, length, d)
@@ -162,7 +172,10 @@ class TransformerEncoder(keras.layers.Layer):
             value_mask=padding_mask,
             attention_mask=attention_mask,
             training=training,
+            return_attention_scores=return_attention_scores,
         )
+        if return_attention_scores:
+            x, scores = x  # (batch, heads, length, length)
         x = ops.add(residual, self.self_attention_dropout(x, training=training))
         if not self.normalize_first:
             x = self.self_attention_norm(x)
@@ -175,6 +188,8 @@ class TransformerEncoder(keras.layers.Layer):
         x = ops.add(residual, self.feedforward_dropout(x, training=training))
         if not self.normalize_first:
             x = self.feedforward_norm(x)
+        if return_attention_scores:
+            return x, scores
         return x
 
     def compute_mask(self, inputs, mask=None):
@@ -182,6 +197,16 @@ class TransformerEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, inputs_shape):
         return inputs_shape
+
+    def compute_output_spec(self, inputs, return_attention_scores=False, **kwargs):
+        output = keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch, length = inputs.shape[0], inputs.shape[1]
+        scores = keras.KerasTensor(
+            (batch, self.num_heads, length, length), dtype=self.compute_dtype
+        )
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

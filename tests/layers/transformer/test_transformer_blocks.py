@@ -243,3 +243,81 @@ def test_rejects_bad_arguments():
         TransformerDecoder(8, 2, dropout=1.0)
     with pytest.raises(ValueError, match="divisible by num_heads=3"):
         TransformerEncoder(8, 3)(np.ones((1, 2, 8), "float32"))
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_blocks_start_query_and_key_kernels_different(block):
+    # The attention's query, key and value kernels used to share one
+    # initializer object, and started identical.
+    layer = block(16, 2, kernel_initializer=keras.initializers.GlorotUniform(seed=1))
+    layer.build((2, 4, 8))
+    query, key, value = layer.self_attention.get_weights()[0:6:2]
+    assert not np.allclose(query, key) and not np.allclose(key, value)
+    intermediate = keras.ops.convert_to_numpy(layer.feedforward_intermediate.kernel)
+    output = keras.ops.convert_to_numpy(layer.feedforward_output.kernel)
+    # Same seed and shape mirrored: equal leading values if the seed were shared.
+    assert not np.allclose(intermediate.ravel()[:8], output.ravel()[:8])
+
+
+@pytest.mark.parametrize("normalize_first", [False, True])
+def test_encoder_returns_its_self_attention_scores(normalize_first):
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2, 5, 8)).astype("float32")
+    padding = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
+    block = TransformerEncoder(16, 2, normalize_first=normalize_first)
+    y, scores = block(x, padding_mask=padding, return_attention_scores=True)
+    np.testing.assert_allclose(y, block(x, padding_mask=padding), atol=1e-6)
+    h = block.self_attention_norm(x) if normalize_first else x
+    _, expected = block.self_attention(
+        h, h, query_mask=padding, value_mask=padding, return_attention_scores=True
+    )
+    assert scores.shape == (2, 2, 5, 5)
+    np.testing.assert_allclose(scores, expected, atol=1e-6)
+
+
+def test_decoder_returns_self_and_cross_attention_scores():
+    rng = np.random.default_rng(12)
+    target = rng.normal(size=(2, 4, 8)).astype("float32")
+    source = rng.normal(size=(2, 6, 8)).astype("float32")
+    source_padding = np.array([[1, 1, 1, 1, 0, 0], [1] * 6], bool)
+    block = TransformerDecoder(16, 2)
+    y, self_scores, cross_scores = block(
+        target,
+        source,
+        encoder_padding_mask=source_padding,
+        return_attention_scores=True,
+    )
+    np.testing.assert_allclose(
+        y, block(target, source, encoder_padding_mask=source_padding), atol=1e-6
+    )
+    self_scores = keras.ops.convert_to_numpy(self_scores)
+    cross_scores = keras.ops.convert_to_numpy(cross_scores)
+    assert self_scores.shape == (2, 2, 4, 4) and cross_scores.shape == (2, 2, 4, 6)
+    np.testing.assert_array_equal(
+        self_scores[..., np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]], 0.0
+    )
+    np.testing.assert_array_equal(cross_scores[0, :, :, 4:], 0.0)
+    decoder_only = TransformerDecoder(16, 2)
+    outputs = decoder_only(target, return_attention_scores=True)
+    assert len(outputs) == 2 and outputs[1].shape == (2, 2, 4, 4)
+
+
+def test_blocks_return_attention_scores_in_a_functional_model():
+    target, source = keras.Input((4, 8)), keras.Input((6, 8))
+    encoded, encoder_scores = TransformerEncoder(16, 2)(
+        source, return_attention_scores=True
+    )
+    decoded, self_scores, cross_scores = TransformerDecoder(16, 2)(
+        target, encoded, return_attention_scores=True
+    )
+    model = keras.Model(
+        [target, source], [decoded, encoder_scores, self_scores, cross_scores]
+    )
+    rng = np.random.default_rng(13)
+    outputs = model([rng.normal(size=(2, 4, 8)), rng.normal(size=(2, 6, 8))])
+    assert [tuple(o.shape) for o in outputs] == [
+        (2, 4, 8),
+        (2, 2, 6, 6),
+        (2, 2, 4, 4),
+        (2, 2, 4, 6),
+    ]
