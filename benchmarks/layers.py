@@ -15,11 +15,12 @@ of load from other processes on a shared CPU hits both sides alike. The
 ratio column is kerasdl / reference (lower is better).
 
 Pairs: kerasdl `BatchNormalization` / `LayerNormalization` /
-`GroupNormalization(groups=32)` against the Keras layer of the same name,
+`RMSNormalization` / `GroupNormalization(groups=32)` against the Keras layer
+of the same name,
 kerasdl `InstanceNormalization` against `keras.layers.GroupNormalization(
 groups=-1)`, and ghost batch norm (`virtual_batch_size=8`) against kerasdl's
 plain batch norm. With PyTorch importable, the `torch` column times
-`nn.BatchNorm2d/1d`, `nn.LayerNorm`, `nn.GroupNorm`, `nn.InstanceNorm2d/1d
+`nn.BatchNorm2d/1d`, `nn.LayerNorm`, `nn.RMSNorm(eps=1e-6)`, `nn.GroupNorm`, `nn.InstanceNorm2d/1d
 (affine=True)` in train mode on channels-first tensors of the same sizes, and
 `xla/torch` is kerasdl-with-jit over PyTorch.
 
@@ -161,6 +162,12 @@ def cases(shape):
             lambda: torch.nn.LayerNorm(channels),
         ),
         (
+            "RMSNorm",
+            lambda: kl.RMSNormalization(),
+            lambda: keras.layers.RMSNormalization(),
+            lambda: torch.nn.RMSNorm(channels, eps=1e-6),
+        ),
+        (
             "GroupNorm(32)",
             lambda: kl.GroupNormalization(groups=32),
             lambda: keras.layers.GroupNormalization(groups=32),
@@ -199,8 +206,8 @@ def keras_step(layer, x, jit_compile):
 
 
 def torch_step(module, shape):
-    # Same sizes in PyTorch's channels-first layout (LayerNorm: last axis).
-    if isinstance(module, torch.nn.LayerNorm):
+    # Same sizes in PyTorch's channels-first layout (LayerNorm, RMSNorm: last axis).
+    if isinstance(module, (torch.nn.LayerNorm, torch.nn.RMSNorm)):
         tshape = shape
     else:
         tshape = (shape[0], shape[-1]) + tuple(shape[1:-1])
