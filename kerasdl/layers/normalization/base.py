@@ -15,6 +15,10 @@ Every layer in this family does the same three things and differs only in
    weights `gamma` / `beta`, argument validation, `get_config`, and
    `load_torch_state_dict`.
 
+`RMSNormalization` uses only the base class (convention, validation, config,
+`load_torch_state_dict`): its one statistic is the mean square, and its one
+weight is `scale`, as in Keras.
+
 On hosts without an accelerator, the layers' common channels-last cases
 (no mask, no cross-replica statistics) take `fused.py` instead: the same
 forward computation with a closed-form gradient that XLA's CPU compiler
