@@ -1,8 +1,8 @@
 """Keras' own `additive_attention_test.py`, run with kerasdl's `AdditiveAttention`."""
 
-from kerasdl import layers as kerasdl_layers
-
 from _swap import keras_test_module
+
+from kerasdl import layers as kerasdl_layers
 
 keras_tests = keras_test_module(
     "layers.attention.additive_attention_test",
