@@ -81,6 +81,7 @@ def add_serve_arguments(parser):
         default=30.0,
         help="On SIGTERM, how long in-flight requests may take to finish (default: %(default)s).",
     )
+    _add_grpc_arguments(parser)
     batching = parser.add_argument_group("batching")
     batching.add_argument(
         "--enable_batching",
@@ -112,6 +113,83 @@ def add_serve_arguments(parser):
         help="Logging level (default: %(default)s).",
     )
     return parser
+
+
+def _add_grpc_arguments(parser):
+    """TF Serving's gRPC flags: `--port`, `--grpc_channel_arguments`, and a size limit."""
+    grpc = parser.add_argument_group("gRPC")
+    grpc.add_argument(
+        "--port",
+        type=int,
+        default=8500,
+        help="Port for TF Serving's gRPC API (PredictionService, ModelService) on "
+        "--host; 0 turns gRPC off (default: %(default)s).",
+    )
+    grpc.add_argument(
+        "--grpc_max_message_bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="Largest gRPC request or response message, and largest decoded size of "
+        "a request's tensors; larger ones get RESOURCE_EXHAUSTED (default: %(default)s).",
+    )
+    grpc.add_argument(
+        "--grpc_channel_arguments",
+        default="",
+        help="Extra gRPC server options as comma-separated key=value pairs, as TF "
+        "Serving takes them (e.g. grpc.max_connection_age_ms=2000).",
+    )
+
+
+def grpc_options(args):
+    """The validated gRPC flags: `(port, channel_arguments)`; ValueError if wrong."""
+    from kerasdl.serving.grpc_server import parse_channel_arguments
+
+    port = getattr(args, "port", 0)
+    if not 0 <= port < 65536:
+        raise ValueError(f"--port must be in [0, 65535]. Received: port={port}")
+    if port and port == args.rest_api_port:
+        raise ValueError(
+            f"--port and --rest_api_port must differ. Received: both {port}"
+        )
+    size = getattr(args, "grpc_max_message_bytes", DEFAULT_MAX_BODY_BYTES)
+    if not 0 < size < 2**31:
+        raise ValueError(
+            "--grpc_max_message_bytes must be in [1, 2147483647]. "
+            f"Received: grpc_max_message_bytes={size}"
+        )
+    return port, parse_channel_arguments(getattr(args, "grpc_channel_arguments", ""))
+
+
+@contextlib.asynccontextmanager
+async def serve_grpc(args, manager, executor, batcher=None):
+    """Serves TF Serving's gRPC API on `--port` while the block runs (none for 0).
+
+    Runs in uvicorn's event loop (one gRPC server per worker process, sharing the
+    port like REST's); at shutdown in-flight calls get `--graceful_shutdown_seconds`.
+    """
+    port, channel_arguments = grpc_options(args)
+    if not port:
+        yield None
+        return
+    from kerasdl.serving.grpc_server import build_server
+
+    server, bound = build_server(
+        manager,
+        executor,
+        args.host,
+        port,
+        max_message_bytes=getattr(
+            args, "grpc_max_message_bytes", DEFAULT_MAX_BODY_BYTES
+        ),
+        channel_arguments=channel_arguments,
+        batcher=batcher,
+    )
+    await server.start()
+    logger.info("gRPC API at %s:%d", args.host, bound)
+    try:
+        yield server
+    finally:
+        await server.stop(getattr(args, "graceful_shutdown_seconds", 30.0))
 
 
 def model_configs_from_args(args):
@@ -199,7 +277,8 @@ def build_app(args, configs):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         manager.start()
-        yield
+        async with serve_grpc(args, manager, executor, batcher):
+            yield
         logger.info("shutting down: in-flight requests have finished")
         manager.stop()
         executor.shutdown(wait=False, cancel_futures=True)
@@ -365,6 +444,7 @@ def run_from_args(args):
             raise ValueError(
                 f"--workers must be >= 1. Received: workers={args.workers}"
             )
+        grpc_options(args)
         if args.workers > 1:
             _tensorflow_threads(args)  # checked here, applied by each worker
         else:
@@ -380,7 +460,7 @@ def run_from_args(args):
     server = uvicorn.Server(_uvicorn_config(args, app))
     logger.info("REST API at http://%s:%d/v1/models/", args.host, args.rest_api_port)
     server.run()  # uvicorn traps SIGTERM/SIGINT: stop accepting, finish in-flight, exit
-    return 0
+    return 0 if server.started else 1  # not started: e.g. the gRPC port was taken
 
 
 def main(argv=None):
