@@ -64,6 +64,31 @@ Below 16384 values per sample (and for unknown shapes) the layers keep that
 earlier method: TF graph mode pays for each small product (BN on (512, 64)
 3.1x the time).
 
+RMSNormalization rows (kerasdl vs `keras.layers.RMSNormalization`, and
+`torch.nn.RMSNorm(eps=1e-6)`), with the normalization fixes of the Keras
+compatibility work (autocast off, Keras masks), `--iters 3 --repeats 15`, on
+the project's 2-core machine of 2026-11-30, whose CPU now reports AVX512 and
+AMX (the table above was an AVX2 CPU):
+
+    shape          layer                tf ours   tf ref  ratio xla ours  xla ref  ratio    torch xla/torch
+    64x32x32x64    BatchNorm              11.41    17.88   0.64     8.36    51.76   0.16    12.19      0.69
+    64x32x32x64    LayerNorm              14.17    24.25   0.58     9.65    18.50   0.52     9.12      1.06
+    64x32x32x64    RMSNorm                10.86    14.68   0.74     7.01    10.59   0.66    23.73      0.30
+    64x32x32x64    GroupNorm(32)          13.82    30.39   0.45     9.67    21.31   0.45     7.30      1.32
+    64x32x32x64    InstanceNorm           12.13    13.88   0.87     9.10    26.12   0.35    11.39      0.80
+    64x32x32x64    GhostBN(v=8) vs BN     12.28    12.20   1.01     6.18     6.06   1.02        -         -
+    64x128x256     BatchNorm               6.47     9.54   0.68     5.28     7.37   0.72     5.86      0.90
+    64x128x256     LayerNorm               6.98    11.54   0.61     4.75     7.92   0.60     3.91      1.21
+    64x128x256     RMSNorm                 5.27     7.26   0.73     4.40     6.42   0.69    11.96      0.37
+    64x128x256     GroupNorm(32)           7.07     9.50   0.74     5.22     6.16   0.85     4.42      1.18
+    64x128x256     InstanceNorm            6.73     7.47   0.90     5.07     7.16   0.71     5.25      0.97
+    64x128x256     GhostBN(v=8) vs BN      6.60     6.53   1.01     3.28     3.79   0.87        -         -
+
+RMSNorm is 0.66-0.74x the Keras built-in (its closed-form gradient; with
+`--autodiff` 0.97-1.07x in a loaded smoke run). PyTorch 2.13's CPU
+`nn.RMSNorm` is not one fused kernel: it took 2.6-3x its own `nn.LayerNorm`
+time on the same tensors, so the torch column flatters RMSNorm.
+
 With `--autodiff` (the layers' generic path: autodiff of the formula, as on
 GPUs), an earlier run:
 

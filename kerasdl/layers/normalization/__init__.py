@@ -1,7 +1,10 @@
-"""Normalization layers: batch, layer, instance and group normalization.
+"""Normalization layers: batch, layer, instance, group and RMS normalization,
+frozen batch normalization, and model-level batch norm conversions.
 
-All four share one moments-over-axes mechanism (`base.moments` /
-`base.normalize`) and a `convention="keras"|"torch"` switch.
+The layers share one moments-over-axes mechanism (`base.moments` /
+`base.normalize`) and a `convention="keras"|"torch"` switch;
+`freeze_batch_norm` / `fold_batch_norm` convert whole models for fine-tuning
+and export.
 """
 
 from kerasdl.layers.normalization.batch_norm_conversion import (
