@@ -27,6 +27,7 @@ scores = tf.make_ndarray(stub.Predict(request, 10.0).outputs["output_0"])
 
 import asyncio
 import logging
+import os
 import re
 
 import grpc
@@ -103,6 +104,18 @@ def _tf_message(error):
     return lines[-1] if lines else type(error).__name__
 
 
+def _raised_by_tensorflow(error):
+    """True when TensorFlow raised `error` (its own class, or a builtin from its code)."""
+    if "tensorflow" in type(error).__module__:
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and (
+        f"{os.sep}tensorflow{os.sep}" in frame.tb_frame.f_code.co_filename
+    )
+
+
 def status_of(error):
     """An exception as `(grpc.StatusCode, message)`; logs unexpected ones."""
     import tensorflow as tf
@@ -114,9 +127,7 @@ def status_of(error):
     elif isinstance(error, tf.errors.OpError):
         code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
         message = _tf_message(error)
-    elif isinstance(error, (ValueError, TypeError)) and "tensorflow" in (
-        type(error).__module__
-    ):
+    elif isinstance(error, (ValueError, TypeError)) and _raised_by_tensorflow(error):
         code, message = grpc.StatusCode.INVALID_ARGUMENT, _tf_message(error)
     else:
         logger.error("gRPC request failed", exc_info=error)
@@ -486,15 +497,18 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _Service):
                 "Only ModelConfigList is currently supported"
             )
         else:
-            from kerasdl.serving.config import ConfigError, model_configs_from_proto
+            from kerasdl.serving.config import model_configs_from_proto
 
             try:
                 configs = model_configs_from_proto(request.config)
                 await asyncio.to_thread(self.manager.reload_config, configs)
-            except (ConfigError, ValueError) as error:
-                code, message = grpc.StatusCode.INVALID_ARGUMENT, str(error)
             except Exception as error:  # noqa: BLE001 - reported as the status
-                code, message = status_of(error)
+                # ConfigError and ReloadError name TF Serving's code in `code`.
+                name = getattr(error, "code", None)
+                if isinstance(name, str) and name in grpc.StatusCode.__members__:
+                    code, message = grpc.StatusCode[name], str(error)
+                else:
+                    code, message = status_of(error)
         if code != grpc.StatusCode.OK:
             logger.error("ReloadConfig failed: %s", message)
             await context.abort(code, message)
