@@ -57,6 +57,8 @@ class Metrics:
     client cannot grow the label set without bound.
     """
 
+    content_type = "text/plain; version=0.0.4; charset=utf-8"
+
     def __init__(self, model_names=()):
         self.model_names = set(model_names)
         self._lock = threading.Lock()
@@ -131,4 +133,4 @@ class Metrics:
                 lines += histogram.lines(
                     "kerasdl_serving_batch_size", [("model_name", model)]
                 )
-        return "\n".join(lines) + "\n"
+        return ("\n".join(lines) + "\n").encode()

@@ -158,10 +158,10 @@ def test_regress_and_classify(server):
     regress = predict(
         f"{url}:regress", {"signature_name": "tensorflow/serving/regress", **examples}
     )
-    assert regress.json() == {"result": [2.5, 3.5]}
+    assert regress.json() == {"results": [2.5, 3.5]}
     classify = predict(f"{url}:classify", {"signature_name": "classify_x", **examples})
     assert classify.json() == {
-        "result": [[["big", 2.5], ["small", -2.5]], [["big", 3.5], ["small", -3.5]]]
+        "results": [[["big", 2.5], ["small", -2.5]], [["big", 3.5], ["small", -3.5]]]
     }
     context = predict(
         f"{url}:regress",
@@ -171,7 +171,7 @@ def test_regress_and_classify(server):
             "examples": [{}],
         },
     )
-    assert context.json() == {"result": [2.5]}
+    assert context.json() == {"results": [2.5]}
 
 
 def test_classify_on_a_predict_signature_is_a_clear_400(server):
@@ -245,7 +245,12 @@ BAD_REQUESTS = [
     ),
     ("nope", b'{"instances": [1]}', 404, "Servable not found"),
     ("dense/versions/9", b'{"instances": [[1,2,3,4]]}', 404, "Servable not found"),
-    ("dense/versions/x", b'{"instances": [[1,2,3,4]]}', 404, "Malformed version"),
+    (
+        "dense/versions/x",
+        b'{"instances": [[1,2,3,4]]}',
+        400,
+        "Malformed request: POST /v1/models/dense/versions/x:predict",
+    ),
     ("dense/labels/nope", b'{"instances": [[1,2,3,4]]}', 404, "label"),
 ]
 
