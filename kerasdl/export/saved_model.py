@@ -3,7 +3,7 @@
 `export_saved_model` writes `<base_dir>/<N>/` where N is the next free integer version:
 
     saved_models/lenet/
-      1/  saved_model.pb  variables/  assets.extra/model_card.json
+      1/  saved_model.pb  variables/  assets.extra/{model_card.json,tf_serving_warmup_requests}
       2/  ...
 
 The SavedModel is first written into a hidden temporary directory in the same base
@@ -79,6 +79,7 @@ def export_saved_model(
     verification_images: np.ndarray | None = None,
     extra_assets: Mapping[str, str | os.PathLike] | None = None,
     atol: float = 1e-5,
+    warmup: bool = True,
 ) -> ExportResult:
     """Exports a classifier as a new numbered SavedModel version under `base_dir`.
 
@@ -98,6 +99,9 @@ def export_saved_model(
             Defaults to `None`.
         atol: largest absolute difference allowed between reloaded and in-memory
             probabilities. Defaults to `1e-5`.
+        warmup: write `assets.extra/tf_serving_warmup_requests`, `serving_default`
+            requests of 1 and 8 of the verification images, which TF Serving and
+            `kerasdl serve` replay before serving the version. Defaults to `True`.
 
     Returns:
         An `ExportResult` with the final path and version.
@@ -127,6 +131,14 @@ def export_saved_model(
 
     if verification_images is None:
         verification_images = _random_images(input_shape, input_dtype)
+    warmup_requests = None
+    if warmup:
+        from kerasdl.export.warmup import warmup_batches
+
+        images = np.asarray(verification_images).astype(input_dtype)
+        warmup_requests = [
+            ("serving_default", batch) for batch in warmup_batches({"images": images})
+        ]
     path = export_signatures(
         [model],
         base_dir,
@@ -139,6 +151,7 @@ def export_saved_model(
             model, tmp_dir, verification_images, probabilities_fn, atol
         ),
         extra_assets=extra_assets,
+        warmup_requests=warmup_requests,
     )
     return ExportResult(path=path, version=int(Path(path).name))
 

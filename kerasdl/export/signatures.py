@@ -1,9 +1,9 @@
 """Versioned, atomic export of any set of signatures (e.g. strings in, strings out).
 
 `export_signatures` writes the same layout as `kerasdl.export.export_saved_model`
-(`<base_dir>/<N>/` with `assets.extra/model_card.json`, written into `.tmp-<uuid>`,
-checked, then renamed into place by `rename_into_place`), but the caller chooses the
-endpoints: a text classifier's `serving_default(text)`, a translator's
+(`<base_dir>/<N>/` with `assets.extra/model_card.json` and, given example inputs,
+`assets.extra/tf_serving_warmup_requests`, written into `.tmp-<uuid>`, checked, then
+renamed into place by `rename_into_place`), but the caller chooses the endpoints: a text classifier's `serving_default(text)`, a translator's
 `beam_decode` and `greedy_decode`, ...
 """
 
@@ -21,6 +21,7 @@ from kerasdl.export.saved_model import (
     check_weights_finite,
     rename_into_place,
 )
+from kerasdl.export.warmup import write_warmup_requests
 
 
 def export_signatures(
@@ -31,6 +32,7 @@ def export_signatures(
     model_card: Mapping | None = None,
     verify: Callable[[str], None] | None = None,
     extra_assets: Mapping[str, str | os.PathLike | None] | None = None,
+    warmup_requests: Sequence[tuple[str, Mapping]] | None = None,
 ) -> str:
     """Writes `<base_dir>/<N>/` (next free N) with the given signatures.
 
@@ -50,6 +52,10 @@ def export_signatures(
             `None` (no check).
         extra_assets: `{file name: source path}` copied into `assets.extra/`;
             missing sources are skipped. Defaults to `None`.
+        warmup_requests: `(signature name, {input name: array})` pairs written
+            as TF Serving's `assets.extra/tf_serving_warmup_requests`, replayed
+            by the server before the version is AVAILABLE. Defaults to `None`
+            (no warm-up file).
 
     Returns:
         The published version's path, `<base_dir>/<N>`.
@@ -90,6 +96,8 @@ def export_signatures(
         for name, source in (extra_assets or {}).items():
             if source and os.path.exists(source):
                 shutil.copyfile(source, tmp_dir / "assets.extra" / name)
+        if warmup_requests:
+            write_warmup_requests(tmp_dir, warmup_requests, model_name=base_dir.name)
         if verify is not None:
             verify(str(tmp_dir))
         return rename_into_place(tmp_dir, base_dir).path

@@ -19,6 +19,7 @@ def export_text_classifier(
     verification_texts: list | None = None,
     extra_assets: Mapping[str, str] | None = None,
     atol: float = 1e-5,
+    warmup: bool = True,
 ) -> str:
     """Exports a strings-in classifier as a new numbered version under `base_dir`.
 
@@ -39,6 +40,9 @@ def export_text_classifier(
             Defaults to `None`.
         atol: largest absolute difference allowed between reloaded and in-memory
             probabilities. Defaults to `1e-5`.
+        warmup: write `assets.extra/tf_serving_warmup_requests` (requests of 1
+            and 8 verification texts), replayed by the server before it serves
+            the version. Defaults to `True`.
 
     Returns:
         The published version's path, `<base_dir>/<N>`.
@@ -65,6 +69,12 @@ def export_text_classifier(
         }
 
     texts = tf.constant(verification_texts or ["hello", "", "a longer test sentence"])
+    warmup_requests = None
+    if warmup:
+        from kerasdl.export.warmup import warmup_batches
+
+        batches = warmup_batches({"text": texts.numpy()})
+        warmup_requests = [("serving_default", batch) for batch in batches]
 
     def verify(path):
         expected = np.asarray(model(texts, training=False), np.float32)
@@ -89,4 +99,5 @@ def export_text_classifier(
         model_card=model_card,
         verify=verify,
         extra_assets=extra_assets,
+        warmup_requests=warmup_requests,
     )

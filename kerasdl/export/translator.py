@@ -94,6 +94,7 @@ def export_translator(
     model_card: Mapping | None = None,
     verification_texts: list | None = None,
     extra_assets: Mapping[str, str] | None = None,
+    warmup: bool = True,
 ) -> str:
     """Exports a `Translator` as a new numbered SavedModel version under `base_dir`.
 
@@ -111,6 +112,9 @@ def export_translator(
             to `None` (two short English sentences).
         extra_assets: `{file name: source path}` copied into `assets.extra/`.
             Defaults to `None`.
+        warmup: write `assets.extra/tf_serving_warmup_requests` (one sentence
+            for each signature, and 8 for `serving_default`), replayed by the
+            server before it serves the version. Defaults to `True`.
 
     Returns:
         The published version's path, `<base_dir>/<N>`.
@@ -132,6 +136,14 @@ def export_translator(
         return {"translation": translator.translate(text, 1)}
 
     texts = tf.constant(verification_texts or ["I am cold.", "Hello!"])
+    warmup_requests = None
+    if warmup:
+        from kerasdl.export.warmup import warmup_batches
+
+        one, *more = warmup_batches({"text": texts.numpy()})
+        warmup_requests = [
+            (name, one) for name in ("serving_default", "beam_decode", "greedy_decode")
+        ] + [("serving_default", batch) for batch in more]
 
     def verify(path):
         reloaded = tf.saved_model.load(path)
@@ -158,4 +170,5 @@ def export_translator(
         model_card=model_card,
         verify=verify,
         extra_assets=extra_assets,
+        warmup_requests=warmup_requests,
     )
