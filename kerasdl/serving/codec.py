@@ -8,7 +8,6 @@ before it passes these checks.
 import base64
 import binascii
 import json
-import math
 
 import numpy as np
 
@@ -17,7 +16,6 @@ try:  # optional: about 5x faster parsing; the standard library handles the rest
 except ImportError:
     orjson = None
 
-from kerasdl.serving.servable import CLASSIFY_METHOD, REGRESS_METHOD
 
 _MAX_DIMS = 32
 # orjson turns integers beyond 64 bits into floats. A body with a run of 19 or
@@ -43,35 +41,77 @@ class RequestError(Exception):
         self.status = status
 
 
+# Python's json error messages -> rapidjson's, which TF Serving answers with.
+_PARSE_ERRORS = (
+    ("Expecting value", "Invalid value."),
+    ("Expecting property name", "Missing a name for object member."),
+    ("Expecting ':' delimiter", "Missing a colon after a name of object member."),
+    ("Expecting ',' delimiter", "Missing a comma or ']' after an array element."),
+    ("Extra data", "The document root must not be followed by other values."),
+    ("Unterminated string", "Missing a closing quotation mark in string."),
+    ("Invalid \\escape", "Invalid escape character in string."),
+    ("Invalid \\uXXXX", "Incorrect hex digit after \\u escape in string."),
+    ("Invalid control character", "Invalid encoding in string."),
+)
+
+
+def _debug_string(value):
+    """A JSON value for an error message, cut at 256 bytes as TF Serving does."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        text = _describe(value)
+    return text[:256]
+
+
 def parse_json(body):
     """Parses a request body into a JSON object (NaN and Infinity allowed, as TF Serving).
 
     orjson, when installed, parses what it accepts; everything else (NaN and
     Infinity, 19-digit and longer numbers, lone surrogates, very deep nesting,
-    every malformed body) goes to the standard library, whose results and error
-    messages are the reference.
+    every malformed body) goes to the standard library. Errors carry TF Serving's
+    wording (rapidjson's): `JSON Parse error: <reason> at offset: <n>`. A
+    `signature_name` that is not a string is refused here, as TF Serving does
+    right after parsing.
     """
     if not body:
-        raise RequestError("JSON Parse error: the request body is empty")
+        raise RequestError("JSON Parse error: The document is empty")
+    data = None
     if orjson is not None and not _may_have_long_integers(body):
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
             data = None  # NaN, Infinity, big integers, deep nesting: see below
-        if isinstance(data, dict):
-            return data
-    try:
-        data = json.loads(body)
-    except UnicodeDecodeError as error:
-        raise RequestError(
-            f"JSON Parse error: the body is not valid UTF-8 ({error.reason})"
-        )
-    except RecursionError:
-        raise RequestError("JSON Parse error: the document is nested too deeply")
-    except ValueError as error:  # JSONDecodeError, and ints over Python's digit limit
-        raise RequestError(f"JSON Parse error: {error}")
     if not isinstance(data, dict):
-        raise RequestError("JSON Value: the request body must be a JSON object")
+        try:
+            data = json.loads(body)
+        except UnicodeDecodeError as error:
+            raise RequestError(
+                f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"
+            )
+        except RecursionError:
+            raise RequestError("JSON Parse error: the document is nested too deeply")
+        except json.JSONDecodeError as error:
+            reason = next(
+                (
+                    ours
+                    for theirs, ours in _PARSE_ERRORS
+                    if error.msg.startswith(theirs)
+                ),
+                error.msg,
+            )
+            if not body.strip():
+                reason = "The document is empty."
+            raise RequestError(f"JSON Parse error: {reason} at offset: {error.pos}")
+        except ValueError as error:  # ints over Python's digit limit
+            raise RequestError(f"JSON Parse error: {error}")
+    if not isinstance(data, dict):
+        raise RequestError(f"JSON Value: {_debug_string(data)} Is not object")
+    if "signature_name" in data and not isinstance(data["signature_name"], str):
+        raise RequestError(
+            f"JSON Value: {_debug_string(data)} not formatted correctly. "
+            "'signature_name' key must be a string value."
+        )
     return data
 
 
@@ -89,6 +129,113 @@ def _expected(info):
     return f"expected shape {info.shape_text} and dtype {info.dtype_name}"
 
 
+def _type_name(info):
+    """TF's DataTypeString: DT_FLOAT -> "float", DT_INT64 -> "int64"."""
+    return info.dtype_name[3:].lower()
+
+
+def _json_type(value):
+    """rapidjson's name for a JSON value's type, as TF Serving's messages use."""
+    if value is None:
+        return "Null"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        return "Object"
+    if isinstance(value, list):
+        return "Array"
+    if isinstance(value, str):
+        return "String"
+    return "Number"
+
+
+def _type_error(value, info, detail=""):
+    return RequestError(
+        f"JSON Value: {_debug_string(value)} Type: {_json_type(value)} is not of "
+        f"expected type: {_type_name(info)}{detail}"
+    )
+
+
+def _is_b64(value):
+    """TF Serving's binary value: an object whose only key "b64" holds a string."""
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and isinstance(value.get("b64"), str)
+    )
+
+
+def _dense_shape(value):
+    """The shape the first elements of nested lists describe (TF Serving's rule)."""
+    shape = []
+    while isinstance(value, list):
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return shape
+
+
+def _check_dense(value, shape, level=0):
+    """Raises TF Serving's error when nested lists do not fill `shape` exactly."""
+    if not isinstance(value, list):
+        if level != len(shape):
+            raise RequestError(
+                f"JSON Value: {_debug_string(value)} found at incorrect level: "
+                f"{level + 1} in the JSON DOM. Expected at level: {len(shape)}"
+            )
+        return 1
+    if level >= len(shape):
+        raise RequestError(
+            f"Encountered list at unexpected level: {level} expected < {len(shape)}"
+        )
+    if len(value) != shape[level]:
+        raise RequestError(
+            f"Encountered list at unexpected size: {len(value)} at level: {level} "
+            f"expected size: {shape[level]}"
+        )
+    return sum(_check_dense(item, shape, level + 1) for item in value)
+
+
+def _shape_text(shape):
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _check_instances(rows):
+    """Each instance dense, all with one shape: TF Serving's errors otherwise."""
+    first_shape = first_size = None
+    for index, row in enumerate(rows):
+        shape = _dense_shape(row)
+        try:
+            size = _check_dense(row, shape)
+        except RequestError as error:
+            raise RequestError(
+                f"Failed to process element: {index} of 'instances' list. "
+                f"Error: {error}"
+            )
+        if first_shape is None:
+            first_shape, first_size = shape, size
+        elif size != first_size:
+            raise RequestError(
+                f"Failed to process element: {index} of 'instances' list. Error: "
+                f"Expecting tensor size: {first_size} but got: {size}"
+            )
+        elif shape != first_shape:
+            raise RequestError(
+                f"Failed to process element: {index} of 'instances' list. Error: "
+                f"Expecting shape {_shape_text(first_shape)} but got: "
+                f"{_shape_text(shape)}"
+            )
+
+
+def _leaves(value):
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
 def _string_leaves(value, info, depth=0):
     """Nested lists of str / {"b64": ...} -> (nested lists of bytes, shape)."""
     if depth > _MAX_DIMS:
@@ -98,30 +245,23 @@ def _string_leaves(value, info, depth=0):
     if isinstance(value, str):
         return value.encode("utf-8", "surrogatepass"), ()
     if isinstance(value, dict):
-        if set(value) != {"b64"} or not isinstance(value["b64"], str):
+        if not _is_b64(value):
             raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received an object that is not "
-                '{"b64": "<base64 string>"}'
+                f"JSON Value: {_debug_string(value)} not formatted correctly for "
+                "base64 data"
             )
         try:
             return base64.b64decode(value["b64"], validate=True), ()
         except (binascii.Error, ValueError) as error:
-            raise RequestError(
-                f"Input '{info.key}': invalid base64 in 'b64' value ({error})"
-            )
+            raise RequestError(f"Unable to base64 decode ({error})")
     if isinstance(value, list):
         items = [_string_leaves(v, info, depth + 1) for v in value]
         shapes = {shape for _, shape in items}
         if len(shapes) > 1:
-            raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received ragged nested lists "
-                "(all rows must have the same length)"
-            )
+            _check_dense(value, _dense_shape(value))
         inner = shapes.pop() if shapes else ()
         return [leaf for leaf, _ in items], (len(value),) + inner
-    raise RequestError(
-        f"Input '{info.key}': {_expected(info)}; received {_describe(value)}"
-    )
+    raise _type_error(value, info)
 
 
 def _has_bool(value):
@@ -130,74 +270,78 @@ def _has_bool(value):
     return isinstance(value, bool)
 
 
+def _leaf_error(value, info):
+    """The first leaf `info`'s dtype cannot take, as TF Serving's error."""
+    target = info.numpy_dtype
+    for leaf in _leaves(value):
+        if target.kind == "b":
+            if not isinstance(leaf, bool):
+                return _type_error(leaf, info)
+        elif isinstance(leaf, bool) or not isinstance(leaf, (int, float)):
+            return _type_error(leaf, info)
+        elif target.kind in "iu":
+            if not isinstance(leaf, int):
+                return _type_error(leaf, info)
+            limits = np.iinfo(target)
+            if not limits.min <= leaf <= limits.max:
+                return _type_error(
+                    leaf, info, f" (out of its range [{limits.min}, {limits.max}])"
+                )
+    return None
+
+
 def _numeric_array(value, info, check_bools):
+    target = info.numpy_dtype
     try:
         array = np.asarray(value)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(
-            f"Input '{info.key}': {_expected(info)}; received ragged nested lists "
-            "(all rows must have the same length) or mixed values"
-        )
-    kind = array.dtype.kind
-    target = info.numpy_dtype
-    received = (
-        f"values of type {array.dtype}" if kind not in "OUS" else "non-numeric values"
-    )
-    if kind == "O":
-        if any(
-            isinstance(v, int) and not isinstance(v, bool) for v in array.ravel()[:1000]
-        ):
-            received = "integers out of the int64 range, or mixed values"
-        raise RequestError(
-            f"Input '{info.key}': {_expected(info)}; received {received}"
-        )
-    if target.kind == "b":
-        if kind != "b":
-            raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received {received}"
-            )
-        return array
-    if kind not in "iuf" or (check_bools and _has_bool(value)):  # numpy casts True to 1
-        if kind in "iuf":
-            received = "booleans"
-        raise RequestError(
-            f"Input '{info.key}': {_expected(info)}; received {received}"
-        )
+    except (ValueError, TypeError, OverflowError):
+        array = None  # ragged, or integers numpy cannot hold: checked below
+    except RecursionError:
+        raise RequestError(f"Input '{info.key}': nested too deeply")
+    kind = None if array is None else array.dtype.kind
+    wants = "b" if target.kind == "b" else "iu" if target.kind in "iu" else "iuf"
+    if kind is None or kind not in wants or (check_bools and _has_bool(value)):
+        if kind is None or kind == "O":
+            _check_dense(value, _dense_shape(value))
+        error = _leaf_error(value, info)
+        if error is not None:
+            raise error
+        # Every leaf fits, only numpy's common type did not (e.g. int64 and
+        # uint64 values mixed, or integers beyond 64 bits for a float): convert
+        # each value on its own, exactly.
+        array = np.array(value, dtype=target if target.kind in "iu" else object)
+        if target.kind not in "iu":
+            array = array.astype(np.float64)
+        kind = array.dtype.kind
     if target.kind in "iu":
-        integral = np.all(np.isfinite(array)) and np.all(array == np.floor(array))
-        if kind == "f" and not integral:
-            raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received non-integer numbers"
-            )
         limits = np.iinfo(target)
         if array.size and (array.min() < limits.min or array.max() > limits.max):
-            raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received values outside "
-                f"[{limits.min}, {limits.max}]"
-            )
+            raise _leaf_error(value, info)
     with np.errstate(over="ignore", invalid="ignore"):
         return array.astype(target, copy=False)
 
 
-def to_array(value, info, check_bools=True):
+def to_array(value, info, check_bools=True, check_shape=True):
     """Converts one input's JSON value to a numpy array checked against `info`.
 
     `check_bools=False` skips the scan for `true`/`false` among numbers (numpy would
     silently make them 1/0); callers pass it when the raw body has no such token.
+    `check_shape=False` leaves the shape to the graph (TF1 signatures run in a
+    session, which takes any shape its ops accept, as in TF Serving).
     """
     if info.numpy_dtype == object:
         leaves, shape = _string_leaves(value, info)
         array = _fill_object(leaves, shape)
     else:
         array = _numeric_array(value, info, check_bools)
-    if info.shape is not None:
+    if check_shape and info.shape is not None:
         matches = len(array.shape) == len(info.shape) and all(
             want is None or want == got for want, got in zip(info.shape, array.shape)
         )
         if not matches:
-            received = "[" + ",".join(str(d) for d in array.shape) + "]"
             raise RequestError(
-                f"Input '{info.key}': {_expected(info)}; received shape {received}"
+                f"Input '{info.key}': {_expected(info)}; received shape "
+                f"{_shape_text(array.shape)}"
             )
     return array
 
@@ -219,80 +363,127 @@ def _fill_object(leaves, shape):
     return array
 
 
-def _is_named(value, signature):
-    """True for {"input_name": ...} objects (but not a bare {"b64": ...} value)."""
-    if not isinstance(value, dict):
-        return False
-    return not (set(value) == {"b64"} and "b64" not in signature.inputs)
-
-
-def _check_names(received, signature, where):
-    expected = set(signature.inputs)
-    missing = sorted(expected - set(received))
-    extra = sorted(set(received) - expected)
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing input(s) {missing}")
-        if extra:
-            parts.append(f"unknown input(s) {extra}")
-        raise RequestError(
-            f"{where}: {' and '.join(parts)}; signature '{signature.name}' takes "
-            f"{sorted(expected)}"
-        )
+def _is_named(value):
+    """True for {"input_name": ...} objects (not a {"b64": ...} value)."""
+    return isinstance(value, dict) and not _is_b64(value)
 
 
 def decode_predict(request, signature, check_bools=True):
-    """A predict request body -> ({input: array}, row_format)."""
+    """A predict request body -> ({input: array}, row_format).
+
+    Follows TF Serving's rules (`util/json_tensor.cc`) and its error messages.
+    """
+    check_shape = getattr(signature, "checks_shapes", True)
+    names = sorted(signature.inputs)
+
+    def convert(columns):
+        return {
+            k: to_array(columns[k], signature.inputs[k], check_bools, check_shape)
+            for k in names
+        }
+
     has_instances, has_inputs = "instances" in request, "inputs" in request
-    if has_instances == has_inputs:
+    if has_instances and has_inputs:
         raise RequestError(
-            "Missing 'instances' or 'inputs' key"
-            if not has_instances
-            else "Request must contain 'instances' or 'inputs', but not both"
+            f"JSON Value: {_debug_string(request)} Not formatted correctly expecting "
+            "only one of 'inputs' or 'instances' keys to exist "
         )
     if has_instances:
         instances = request["instances"]
         if not isinstance(instances, list):
-            raise RequestError("'instances' must be a list (one item per instance)")
-        if not instances:
-            raise RequestError("'instances' is empty: send at least one instance")
-        if all(_is_named(item, signature) for item in instances):
-            for index, item in enumerate(instances):
-                _check_names(item, signature, f"instances[{index}]")
-            columns = {k: [item[k] for item in instances] for k in signature.inputs}
-        elif any(_is_named(item, signature) for item in instances):
-            raise RequestError("'instances' mixes named objects and plain values")
-        elif len(signature.inputs) != 1:
             raise RequestError(
-                f"Signature '{signature.name}' takes {len(signature.inputs)} inputs "
-                f"{sorted(signature.inputs)}: each instance must be an object naming them"
+                f"JSON Value: {_debug_string(request)} Expecting 'instances' to be "
+                "an list/array"
             )
+        if not instances:
+            raise RequestError(
+                f"JSON Value: {_debug_string(request)} No values in 'instances' array"
+            )
+        named = _is_named(instances[0])
+        if not named and len(names) > 1:
+            raise RequestError(
+                "instances is a plain list, but expecting list of objects as multiple "
+                "input tensors required as per tensorinfo_map"
+            )
+        for index, item in enumerate(instances):
+            if named and not _is_named(item):
+                raise RequestError(
+                    f"Expecting object but got list at item {index} of input list"
+                )
+            if not named and _is_named(item):
+                raise RequestError(
+                    f"Expecting value/list but got object at item {index} of input list"
+                )
+            if named:
+                for key in item:
+                    if key not in signature.inputs:
+                        raise RequestError(
+                            f"Failed to process element: {index} key: {key} of "
+                            "'instances' list. Error: JSON object: does not have "
+                            f"named input: {key}"
+                        )
+                if len(item) != len(names):
+                    raise RequestError(
+                        f"Failed to process element: {index} of 'instances' list. "
+                        f"JSON object: {_debug_string(item)} keys must be equal to: "
+                        + ",".join(names)
+                    )
+        if named:
+            columns = {k: [item[k] for item in instances] for k in names}
         else:
-            columns = {next(iter(signature.inputs)): instances}
-        return {
-            k: to_array(v, signature.inputs[k], check_bools) for k, v in columns.items()
-        }, True
+            columns = {names[0]: instances}
+        try:
+            return convert(columns), True
+        except RequestError:
+            for key in names:  # TF Serving's per-instance error, where there is one
+                if signature.inputs[key].numpy_dtype != object:
+                    _check_instances(columns[key])
+            raise
+    if not has_inputs:
+        raise RequestError("Missing 'inputs' or 'instances' key")
     inputs = request["inputs"]
-    if _is_named(inputs, signature):
-        _check_names(inputs, signature, "inputs")
-        columns = inputs
-    elif len(signature.inputs) != 1:
+    if _is_named(inputs):
+        for key in names:
+            if key not in inputs:
+                raise RequestError(f"Missing named input: {key} in 'inputs' object.")
+        columns = inputs  # names the signature does not take are ignored, as TF Serving
+    elif len(names) != 1:
         raise RequestError(
-            f"Signature '{signature.name}' takes {len(signature.inputs)} inputs "
-            f"{sorted(signature.inputs)}: 'inputs' must be an object naming them"
+            "inputs is a plain value/list, but expecting an object as multiple input "
+            "tensors required as per tensorinfo_map"
         )
     else:
-        columns = {next(iter(signature.inputs)): inputs}
-    return {
-        k: to_array(columns[k], signature.inputs[k], check_bools)
-        for k in signature.inputs
-    }, False
+        columns = {names[0]: inputs}
+    return convert(columns), False
+
+
+def _floats(array, digits):
+    """Floats written as TF Serving writes them: printf's %g (6 digits) when that
+    reads back as the same value, else `digits` digits (9 for float32).
+
+    Returns nested lists of Python floats whose shortest form is those digits
+    (`2.05` for float32 2.05, not `2.049999952316284`).
+    """
+    flat = array.astype(np.float32).ravel()
+    values = flat.astype(np.float64).tolist()
+    finite = np.isfinite(flat).tolist()
+    short = [float(f"{v:.6g}") if f else v for v, f in zip(values, finite)]
+    exact = np.array(short, dtype=np.float64).astype(np.float32) == flat
+    for index in np.flatnonzero(~exact & np.isfinite(flat)).tolist():
+        short[index] = float(f"{values[index]:.{digits}g}")
+    return np.array(short, dtype=np.float64).reshape(array.shape).tolist()
 
 
 def _json_ready(array, key):
     """An output array as JSON-able lists; strings as text or {"b64": ...}."""
-    if array.dtype != object and array.dtype.kind != "S":
+    kind = array.dtype.kind
+    if kind == "f" and array.dtype.itemsize < 8 or array.dtype.name == "bfloat16":
+        return _floats(array, 9)
+    if kind == "c" or kind == "V" and array.dtype.name != "bfloat16":
+        raise RequestError(
+            f"Failed to write JSON value for tensor type: {array.dtype.name}"
+        )
+    if kind not in "OS":
         return array.tolist()
     binary = key.endswith("_bytes")
 
@@ -313,25 +504,30 @@ def _json_ready(array, key):
 
 def encode_predict(outputs, row_format):
     """Named output arrays -> the predict response object."""
+    if not outputs:
+        raise RequestError("Cannot convert empty tensor map to JSON")
     if not row_format:
         if len(outputs) == 1:
             ((key, value),) = outputs.items()
             return {"outputs": _json_ready(value, key)}
         return {"outputs": {k: _json_ready(v, k) for k, v in outputs.items()}}
-    if len(outputs) == 1:
-        ((key, value),) = outputs.items()
+    count = None
+    for key, value in outputs.items():
         if value.ndim == 0:
             raise RequestError(
-                f"Output '{key}' is a scalar; use the columnar 'inputs' format"
+                f"Tensor name: {key} has no shape information (a scalar output: "
+                "use the columnar 'inputs' format)"
             )
+        if count is not None and value.shape[0] != count:
+            raise RequestError(
+                f"Tensor name: {key} has inconsistent batch size: {value.shape[0]} "
+                f"expecting: {count}"
+            )
+        count = value.shape[0]
+    if len(outputs) == 1:
+        ((key, value),) = outputs.items()
         return {"predictions": _json_ready(value, key)}
-    sizes = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
-    if len(set(sizes.values())) != 1 or None in sizes.values():
-        raise RequestError(
-            f"Outputs have different batch sizes {sizes}; use the columnar 'inputs' format"
-        )
     columns = {k: _json_ready(v, k) for k, v in outputs.items()}
-    count = next(iter(sizes.values()))
     return {"predictions": [{k: columns[k][i] for k in columns} for i in range(count)]}
 
 
@@ -344,97 +540,199 @@ def dumps(data):
 
 
 def _feature(name, value):
+    """One feature's JSON value -> tf.train.Feature, by TF Serving's rules.
+
+    The first value sets the kind: integers (and booleans, as 1/0) make an
+    int64_list, other numbers a float_list, strings and {"b64": ...} a bytes_list;
+    every later value must be of the same kind.
+    """
     import tensorflow as tf
 
     values = value if isinstance(value, list) else [value]
-    if not values:
-        return tf.train.Feature()
-    if all(isinstance(v, bool) for v in values):
-        raise RequestError(f"Feature '{name}': booleans are not supported, use 0/1")
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        if any(not -(2**63) <= v < 2**63 for v in values):
-            raise RequestError(f"Feature '{name}': integer out of the int64 range")
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        floats = [float(v) for v in values]
-        if any(abs(v) > 3.4028235e38 and math.isfinite(v) for v in floats):
-            raise RequestError(f"Feature '{name}': number out of the float32 range")
-        return tf.train.Feature(float_list=tf.train.FloatList(value=floats))
-    if all(isinstance(v, (str, dict)) for v in values):
-        info = type(
-            "Info", (), {"key": name, "shape_text": "[-1]", "dtype_name": "DT_STRING"}
+    kind, items = None, []
+    for item in values:
+        if (
+            item is None
+            or isinstance(item, list)
+            or (isinstance(item, dict) and not _is_b64(item))
+        ):
+            raise RequestError(
+                f"Feature: {name} has element with unexpected JSON type: "
+                f"{_json_type(item)}"
+            )
+        if isinstance(item, bool):
+            item_kind, item = "int64", int(item)
+        elif isinstance(item, int) and item < 2**64:
+            if item >= 2**63:
+                raise RequestError(
+                    f"Feature: {name} has uint64_t element. Only int64_t is supported."
+                )
+            item_kind = "int64"
+        elif isinstance(item, (int, float)):
+            item_kind, item = "float", float(item)
+        elif isinstance(item, dict):
+            item_kind = "bytes"
+            try:
+                item = base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, ValueError) as error:
+                raise RequestError(f"Unable to base64 decode ({error})")
+        else:
+            item_kind, item = "bytes", item.encode("utf-8", "surrogatepass")
+        if kind is not None and item_kind != kind:
+            raise RequestError(
+                f"Unexpected element type in feature: {name} expecting type: {kind}"
+            )
+        kind = item_kind
+        items.append(item)
+    if kind == "int64":
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=items))
+    if kind == "float":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=items))
+    if kind == "bytes":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=items))
+    return tf.train.Feature()
+
+
+def _example(value):
+    import tensorflow as tf
+
+    if not isinstance(value, dict):
+        raise RequestError(
+            f"Example must be JSON object but got JSON {_json_type(value)}"
         )
-        leaves = [_string_leaves(v, info)[0] for v in values]
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=leaves))
-    raise RequestError(
-        f"Feature '{name}': values must be all numbers or all strings/b64 objects, "
-        f"received {_describe(values)}"
-    )
+    features = {k: _feature(k, v) for k, v in value.items()}
+    return tf.train.Example(features=tf.train.Features(feature=features))
 
 
 def decode_examples(request, signature, method):
-    """A classify/regress body -> ({input: serialized tf.Example array}, count)."""
-    import tensorflow as tf
+    """A classify/regress body -> ({input: serialized tf.Example array}, count).
 
-    wanted = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}[method]
-    if signature.method_name != wanted:
-        raise RequestError(
-            f"Signature '{signature.name}' has method_name '{signature.method_name}'; "
-            f":{method} needs a signature with method_name '{wanted}'"
-        )
+    As TF Serving (without --enable_signature_method_name_check), any signature
+    with one string input and the outputs the method reads is accepted, so TF2
+    signatures (method_name "tensorflow/serving/predict") classify and regress.
+    """
     if len(signature.inputs) != 1:
-        raise RequestError(f"Signature '{signature.name}' must take exactly one input")
+        raise RequestError(
+            f"Expected one input Tensor. Signature '{signature.name}' takes "
+            f"{sorted(signature.inputs)}"
+        )
+    wanted = ("classes", "scores") if method == "classify" else ("outputs",)
+    if not any(key in signature.outputs for key in wanted):
+        raise RequestError(
+            f"Signature '{signature.name}' cannot {method}: its outputs "
+            f"{sorted(signature.outputs)} include none of {list(wanted)}"
+        )
+    ((key, info),) = signature.inputs.items()
+    if info.numpy_dtype != object:
+        # TF Serving would feed the serialized examples and fail in the graph.
+        raise RequestError(
+            f"Signature '{signature.name}' cannot {method}: its input '{key}' is "
+            f"{info.dtype_name}, but :{method} feeds serialized tf.Example protos "
+            "(DT_STRING)"
+        )
+    context = None
+    if "context" in request:
+        context = _example(request["context"])
     examples = request.get("examples")
-    if not isinstance(examples, list) or not examples:
-        raise RequestError("'examples' must be a non-empty list of objects")
-    context = request.get("context", {})
-    if not isinstance(context, dict):
-        raise RequestError("'context' must be an object")
+    if "examples" not in request:
+        raise RequestError(
+            f"JSON Value: {_debug_string(request)} When method is classify, key "
+            "'examples' is expected and was not found"
+        )
+    if not isinstance(examples, list):
+        raise RequestError(
+            f"JSON Value: {_debug_string(request)} Expecting 'examples' value to be "
+            "an list/array"
+        )
+    if not examples:
+        raise RequestError(
+            f"JSON Value: {_debug_string(request)} 'examples' value is an empty array"
+        )
     serialized = []
-    for index, example in enumerate(examples):
-        if not isinstance(example, dict):
-            raise RequestError(f"examples[{index}] must be an object of features")
-        clash = sorted(set(example) & set(context))
-        if clash:
-            raise RequestError(
-                f"examples[{index}]: features {clash} also appear in 'context'"
+    for index, value in enumerate(examples):
+        example = _example(value)
+        if context is not None:
+            clash = sorted(
+                set(example.features.feature) & set(context.features.feature)
             )
-        features = {k: _feature(k, v) for k, v in {**context, **example}.items()}
-        proto = tf.train.Example(features=tf.train.Features(feature=features))
-        serialized.append(proto.SerializeToString())
-    key = next(iter(signature.inputs))
+            if clash:
+                raise RequestError(
+                    f"examples[{index}]: features {clash} also appear in 'context'"
+                )
+            example.MergeFrom(context)
+        serialized.append(example.SerializeToString())
     array = np.empty((len(serialized),), dtype=object)
     array[:] = serialized
     return {key: array}, len(serialized)
 
 
+def _matrix(outputs, key, count):
+    value = outputs.get(key)
+    if value is None:
+        return None
+    if value.ndim == 1 and key != "classes":
+        value = value.reshape(-1, 1)
+    if value.ndim != 2:
+        raise RequestError(
+            f"Expected Tensor shape: [batch_size num_classes] but got "
+            f"{_shape_text(value.shape)} for output '{key}'"
+        )
+    if value.shape[0] != count:
+        raise RequestError(
+            f"Expected {key} output batch size of {count}. Got: {value.shape[0]}"
+        )
+    return value
+
+
 def encode_classify(outputs, count):
-    classes, scores = outputs.get("classes"), outputs.get("scores")
+    """Classify outputs -> {"results": [[[label, score], ...], ...]} as TF Serving."""
+    classes = _matrix(outputs, "classes", count)
+    scores = _matrix(outputs, "scores", count)
     if classes is None and scores is None:
         raise RequestError(
-            "The classify signature has neither 'classes' nor 'scores' outputs"
+            "Expected classification signature outputs to contain at least one of "
+            '"classes" or "scores"'
         )
-    reference = scores if scores is not None else classes
-    reference = reference.reshape(count, -1)
-    results = []
-    for row in range(count):
-        pairs = []
-        for column in range(reference.shape[1]):
-            label = "" if classes is None else classes.reshape(count, -1)[row, column]
-            if isinstance(label, bytes):
-                label = label.decode("utf-8", "replace")
-            score = (
-                0.0 if scores is None else float(scores.reshape(count, -1)[row, column])
-            )
-            pairs.append([label, score])
-        results.append(pairs)
-    return {"result": results}
+    if classes is not None and classes.dtype != object:
+        raise RequestError(
+            f"Expected classes Tensor of DT_STRING. Got: {classes.dtype}"
+        )
+    if scores is not None and scores.dtype.kind != "f":
+        raise RequestError(f"Expected scores Tensor of DT_FLOAT. Got: {scores.dtype}")
+    if classes is not None and scores is not None and classes.shape != scores.shape:
+        raise RequestError(
+            "Tensors class and score should match in dim_size(1). Got "
+            f"{classes.shape[1]} vs. {scores.shape[1]}"
+        )
+    shape = (classes if classes is not None else scores).shape
+    labels = (
+        [[""] * shape[1]] * count
+        if classes is None
+        else [[v.decode("utf-8", "replace") for v in row] for row in classes.tolist()]
+    )
+    values = [[0.0] * shape[1]] * count if scores is None else _floats(scores, 9)
+    return {
+        "results": [
+            [[label, score] for label, score in zip(label_row, score_row)]
+            for label_row, score_row in zip(labels, values)
+        ]
+    }
 
 
 def encode_regress(outputs, count):
-    if len(outputs) != 1:
-        raise RequestError("The regress signature must have exactly one output")
-    values = next(iter(outputs.values())).reshape(count, -1)
-    if values.shape[1] != 1:
-        raise RequestError("The regress signature must give one value per example")
-    return {"result": [float(v) for v in values[:, 0]]}
+    """Regress outputs -> {"results": [value, ...]} as TF Serving."""
+    values = outputs.get("outputs")
+    if values is None:
+        if len(outputs) != 1:
+            raise RequestError("Expected one output Tensor named 'outputs'")
+        values = next(iter(outputs.values()))
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1 or values.shape[0] != count:
+        raise RequestError(
+            f"Expected output Tensor shape to be [{count}] or [{count}, 1], got "
+            f"{_shape_text(values.shape)}"
+        )
+    if values.dtype.kind != "f":
+        raise RequestError(f"Expected output Tensor of DT_FLOAT. Got: {values.dtype}")
+    return {"results": _floats(values, 9)}

@@ -10,7 +10,7 @@ import tensorflow as tf
 from google.protobuf import message as protobuf_message
 from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 logger = logging.getLogger("kerasdl.serving")
 
@@ -81,7 +81,7 @@ class Signature:
     for quick signatures on its event loop.
     """
 
-    def __init__(self, name, proto, function):
+    def __init__(self, name, proto, function, session_call=None):
         self.name = name
         self.method_name = proto.method_name
         self.inputs = {
@@ -91,6 +91,9 @@ class Signature:
             key: TensorInfo(key, info) for key, info in sorted(proto.outputs.items())
         }
         self.function = function
+        # TF1 SavedModels run in a `tf.compat.v1.Session`, as TF Serving runs them:
+        # `session_call(inputs) -> outputs`, the graph taking any shape it can.
+        self.session_call = session_call
         self.fast_function = None  # (flat caller, input_order, flat output_keys)
         self._recent_seconds = collections.deque(maxlen=16)
         self.supported = all(i.is_dense for i in self.inputs.values()) and all(
@@ -117,7 +120,14 @@ class Signature:
             for key, value in inputs.items()
         }
 
+    @property
+    def checks_shapes(self):
+        """False when the graph, not the signature's declared shape, decides (TF1)."""
+        return self.session_call is None
+
     def run_signature(self, inputs):
+        if self.session_call is not None:
+            return self.session_call(inputs)
         outputs = self.function(**self._tensors(inputs))
         return {key: value.numpy() for key, value in outputs.items()}
 
@@ -305,11 +315,111 @@ def _check_fingerprint(path, proto_path):
         )
     except Exception as error:  # noqa: BLE001 - a corrupt fingerprint.pb, or TF internals
         raise LoadError(f"cannot verify {path}/fingerprint.pb: {error}", "DATA_LOSS")
-    if stored.saved_model_checksum != actual.saved_model_checksum:
-        raise LoadError(
-            f"{proto_path} is corrupt: its checksum does not match {path}/fingerprint.pb",
-            "DATA_LOSS",
-        )
+    if stored.version.producer != actual.version.producer:
+        # Fingerprints of another producer version hash saved_model.pb differently
+        # (TF Serving's own saved_model_half_plus_two_tf2_cpu has producer 1):
+        # compare what both versions compute alike.
+        fields = ("graph_def_program_hash", "signature_def_hash")
+        if all(getattr(stored, f) == getattr(actual, f) for f in fields):
+            return
+    elif stored.saved_model_checksum == actual.saved_model_checksum:
+        return
+    raise LoadError(
+        f"{proto_path} is corrupt: its checksum does not match {path}/fingerprint.pb",
+        "DATA_LOSS",
+    )
+
+
+_PLACEHOLDERS = ("Placeholder", "PlaceholderV2")
+
+
+def _is_tf1(meta_graph):
+    """True for a SavedModel without TF2's object graph (written by TF1's Builder)."""
+    return not meta_graph.object_graph_def.nodes
+
+
+def _session_caller(session, graph, proto):
+    """`call(inputs) -> outputs` running one signature in a TF1 session."""
+    input_keys = sorted(proto.inputs)
+    output_keys = sorted(proto.outputs)
+    feeds = [graph.get_tensor_by_name(proto.inputs[k].name) for k in input_keys]
+    fetches = [graph.get_tensor_by_name(proto.outputs[k].name) for k in output_keys]
+    run = session.make_callable(fetches, feed_list=feeds)
+
+    def call(inputs):
+        values = run(*[inputs[key] for key in input_keys])
+        return {key: np.asarray(value) for key, value in zip(output_keys, values)}
+
+    return call
+
+
+def _load_tf1(path, meta_graph):
+    """Loads a TF1 SavedModel into a session the way TF Serving does.
+
+    Placeholders behind the signatures' inputs get an unknown shape, so (as in
+    TF Serving's `Session::Run`) the graph, not the placeholder's declared shape,
+    decides what it accepts; graphs of old TF versions whose declared shapes no
+    longer pass today's shape inference (TF Serving's saved_model_half_plus_three)
+    load too.
+    """
+    meta_graph = type(meta_graph).FromString(meta_graph.SerializeToString())
+    fed = {
+        info.name: info.dtype
+        for signature in meta_graph.signature_def.values()
+        for info in signature.inputs.values()
+        if info.WhichOneof("encoding") == "name"
+    }
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    for tensor_name, dtype in fed.items():
+        node_name, _, index = tensor_name.partition(":")
+        node = nodes.get(node_name)
+        if node is None:
+            continue
+        if node.op in _PLACEHOLDERS:
+            node.attr["shape"].shape.Clear()
+            node.attr["shape"].shape.unknown_rank = True
+        elif index in ("", "0") and node.op != "PlaceholderWithDefault":
+            # A fed intermediate tensor (saved_model_half_plus_three feeds `x`, an
+            # Identity of its tf.Example parser): the node moves aside and a
+            # PlaceholderWithDefault of unknown shape takes its name, computing
+            # the same value when not fed and taking any shape when fed.
+            node.name = f"{node_name}/kerasdl_original"
+            relaxed = meta_graph.graph_def.node.add(
+                name=node_name, op="PlaceholderWithDefault", input=[node.name]
+            )
+            relaxed.attr["dtype"].type = dtype
+            relaxed.attr["shape"].shape.unknown_rank = True
+    assets = list(meta_graph.asset_file_def)
+    collection = meta_graph.collection_def.get("saved_model_assets")
+    if collection is not None:  # where TF1's Builder listed them
+        for packed in collection.any_list.value:
+            asset = meta_graph_pb2.AssetFileDef()
+            packed.Unpack(asset)
+            assets.append(asset)
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph)
+    with graph.as_default():
+        saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
+        if saver is not None:
+            saver.restore(session, os.path.join(path, "variables", "variables"))
+        asset_feeds = {
+            graph.get_tensor_by_name(asset.tensor_info.name): os.path.join(
+                path, "assets", asset.filename
+            )
+            for asset in assets
+        }
+        init = meta_graph.signature_def.get("__saved_model_init_op")
+        init_names = [init.outputs["__saved_model_init_op"].name] if init else []
+        for key in ("saved_model_main_op", "legacy_init_op"):
+            collection = meta_graph.collection_def.get(key)
+            if not init_names and collection is not None:
+                init_names = list(collection.node_list.value)
+        if init_names:
+            session.run(
+                [graph.get_operation_by_name(n.split(":")[0]) for n in init_names],
+                feed_dict=asset_feeds,
+            )
+    return session, graph
 
 
 class Servable:
@@ -342,8 +452,13 @@ class Servable:
             raise LoadError(
                 f"{proto_path} has no meta graph tagged 'serve'", "NOT_FOUND"
             )
+        tf1 = _is_tf1(meta_graphs[0])
         try:
-            loaded = tf.saved_model.load(path, tags=["serve"])
+            if tf1:
+                session, graph = _load_tf1(path, meta_graphs[0])
+                loaded = session
+            else:
+                loaded = tf.saved_model.load(path, tags=["serve"])
         except Exception as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else ""
             variables = os.path.join(path, "variables")
@@ -355,12 +470,21 @@ class Servable:
             ) from error
         signatures = {}
         for key, signature_proto in meta_graphs[0].signature_def.items():
+            if tf1:
+                if key.startswith("__"):
+                    continue  # __saved_model_init_op and friends
+                signatures[key] = Signature(key, signature_proto, None)
+                if signatures[key].supported:
+                    signatures[key].session_call = _session_caller(
+                        session, graph, signature_proto
+                    )
+                continue
             if key not in loaded.signatures:
                 continue  # e.g. TF1 init ops signatures that load() does not expose
             signatures[key] = Signature(key, signature_proto, loaded.signatures[key])
         servable = cls(name, version, path, loaded, signatures)
         for signature in signatures.values():
-            if signature.supported:
+            if signature.supported and not tf1:
                 try:
                     signature.fast_function = _find_fast_path(loaded, signature)
                 except Exception as error:  # noqa: BLE001 - fall back to the signature
@@ -370,7 +494,9 @@ class Servable:
                 name,
                 version,
                 signature.name,
-                "fast path via the exported `serve` function"
+                "run in a TF1 session"
+                if tf1
+                else "fast path via the exported `serve` function"
                 if signature.fast_function
                 else "called through the signature",
             )
