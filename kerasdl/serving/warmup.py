@@ -156,7 +156,17 @@ def run_warmup(servable, version_path):
                     "expected a serialized tensorflow.serving.PredictionLog",
                     "INVALID_ARGUMENT",
                 ) from None
-            _replay(servable, log, path)
+            try:
+                _replay(servable, log, path)
+            except Exception as error:
+                if hasattr(error, "code") and isinstance(error.code, str):
+                    raise  # a LoadError of ours already says what is wrong
+                detail = getattr(error, "message", None) or str(error)
+                raise _load_error(
+                    f"{path}: warm-up request {count + 1} failed: "
+                    f"{type(error).__name__}: {detail}"[:1000],
+                    "INVALID_ARGUMENT",
+                ) from None
             count += 1
             if count > MAX_WARMUP_RECORDS:
                 raise _load_error(
@@ -164,7 +174,7 @@ def run_warmup(servable, version_path):
                     f"({MAX_WARMUP_RECORDS}) at {path}",
                     "INVALID_ARGUMENT",
                 )
-    except tf.errors.DataLossError as error:
+    except tf.errors.DataLossError as error:  # from reading the TFRecord file
         raise _load_error(
             f"{path}: {error.message}. Please verify your warmup data is in "
             "TFRecord format.",
@@ -172,15 +182,8 @@ def run_warmup(servable, version_path):
         ) from None
     except tf.errors.OpError as error:
         raise _load_error(
-            f"{path}: warm-up request {count + 1} failed: "
-            f"{type(error).__name__}: {error.message}"[:1000],
-            "INVALID_ARGUMENT",
-        ) from None
-    except (ValueError, TypeError) as error:
-        raise _load_error(
-            f"{path}: warm-up request {count + 1} failed: "
-            f"{type(error).__name__}: {error}"[:1000],
-            "INVALID_ARGUMENT",
+            f"cannot read {path}: {type(error).__name__}: {error.message}"[:1000],
+            "UNKNOWN",
         ) from None
     logger.info(
         "%s version %s: replayed %d warm-up records in %.3f s",
