@@ -373,7 +373,9 @@ def decode_predict(request, signature, check_bools=True):
 
     Follows TF Serving's rules (`util/json_tensor.cc`) and its error messages.
     """
-    check_shape = getattr(signature, "checks_shapes", True)
+    # The graph decides which shapes it takes, as in TF Serving; a failing run on
+    # a shape the signature does not declare becomes a clear 400 (Signature.run).
+    check_shape = getattr(signature, "checks_shapes", False)
     names = sorted(signature.inputs)
 
     def convert(columns):
@@ -620,10 +622,11 @@ def decode_examples(request, signature, method):
     if not any(key in signature.outputs for key in wanted):
         raise RequestError(
             f"Signature '{signature.name}' cannot {method}: its outputs "
-            f"{sorted(signature.outputs)} include none of {list(wanted)}"
+            f"{sorted(signature.outputs)} include none of {list(wanted)} (as a "
+            f"{'tensorflow/serving/' + method} signature's do)"
         )
     ((key, info),) = signature.inputs.items()
-    if info.numpy_dtype != object:
+    if not getattr(signature, "feeds_strings", info.numpy_dtype == object):
         # TF Serving would feed the serialized examples and fail in the graph.
         raise RequestError(
             f"Signature '{signature.name}' cannot {method}: its input '{key}' is "

@@ -28,6 +28,16 @@ class LoadError(Exception):
         self.code = code
 
 
+def _numpy(tensor):
+    """A tensor's value as an array (a scalar string's `.numpy()` is plain bytes)."""
+    value = tensor.numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    array = np.empty((), dtype=object)
+    array[()] = value
+    return array
+
+
 class TensorInfo:
     """One named input or output of a signature, read from the SavedModel proto.
 
@@ -94,6 +104,9 @@ class Signature:
         # TF1 SavedModels run in a `tf.compat.v1.Session`, as TF Serving runs them:
         # `session_call(inputs) -> outputs`, the graph taking any shape it can.
         self.session_call = session_call
+        # TF1: whether the fed graph tensor is a string, whatever the signature
+        # declares (saved_model_half_plus_three's regress input says DT_FLOAT).
+        self.string_feed = None
         self.fast_function = None  # (flat caller, input_order, flat output_keys)
         self._recent_seconds = collections.deque(maxlen=16)
         self.supported = all(i.is_dense for i in self.inputs.values()) and all(
@@ -121,22 +134,57 @@ class Signature:
         }
 
     @property
-    def checks_shapes(self):
-        """False when the graph, not the signature's declared shape, decides (TF1)."""
-        return self.session_call is None
+    def feeds_strings(self):
+        """True when the single input takes strings (serialized tf.Example)."""
+        if len(self.inputs) != 1:
+            return False
+        if self.string_feed is not None:
+            return self.string_feed
+        return next(iter(self.inputs.values())).numpy_dtype == object
+
+    # The graph, not the declared shape, decides what a request may send (as in
+    # TF Serving); `run` explains a failure on an undeclared shape.
+    checks_shapes = False
+
+    def _shape_mismatch(self, inputs):
+        """`Input 'x': expected shape [-1,4]; received [2,3]`, or None if all match."""
+        for key, value in inputs.items():
+            info = self.inputs.get(key)
+            shape = getattr(value, "shape", None)
+            if info is None or info.shape is None or shape is None:
+                continue
+            if len(shape) != len(info.shape) or any(
+                want is not None and want != got for want, got in zip(info.shape, shape)
+            ):
+                received = "[" + ",".join(str(d) for d in shape) + "]"
+                return (
+                    f"Input '{key}': signature '{self.name}' declares shape "
+                    f"{info.shape_text} and the model failed on shape {received}"
+                )
+        return None
 
     def run_signature(self, inputs):
         if self.session_call is not None:
             return self.session_call(inputs)
         outputs = self.function(**self._tensors(inputs))
-        return {key: value.numpy() for key, value in outputs.items()}
+        return {key: _numpy(value) for key, value in outputs.items()}
 
     def run(self, inputs):
         started = time.perf_counter()
-        if self.fast_function is None:
-            result = self.run_signature(inputs)
-        else:
-            result = self._run_fast(inputs)
+        try:
+            if self.fast_function is None:
+                result = self.run_signature(inputs)
+            else:
+                result = self._run_fast(inputs)
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            mismatch = self._shape_mismatch(inputs)
+            if mismatch is None:
+                raise
+            from kerasdl.serving.codec import RequestError
+
+            message = str(getattr(error, "message", error)).strip().splitlines()
+            detail = message[0][:300] if message else type(error).__name__
+            raise RequestError(f"{mismatch}: {detail}") from error
         self._recent_seconds.append(time.perf_counter() - started)
         return result
 
@@ -144,7 +192,7 @@ class Signature:
         call, input_order, output_keys = self.fast_function
         tensors = self._tensors(inputs)
         flat = call([tensors[key] for key in input_order])
-        return {key: value.numpy() for key, value in zip(output_keys, flat)}
+        return {key: _numpy(value) for key, value in zip(output_keys, flat)}
 
 
 def _flat_caller(function):
@@ -474,6 +522,11 @@ class Servable:
                 if key.startswith("__"):
                     continue  # __saved_model_init_op and friends
                 signatures[key] = Signature(key, signature_proto, None)
+                if len(signature_proto.inputs) == 1:
+                    (info,) = signature_proto.inputs.values()
+                    if info.WhichOneof("encoding") == "name":
+                        tensor = graph.get_tensor_by_name(info.name)
+                        signatures[key].string_feed = tensor.dtype == tf.string
                 if signatures[key].supported:
                     signatures[key].session_call = _session_caller(
                         session, graph, signature_proto
