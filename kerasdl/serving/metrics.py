@@ -1,7 +1,31 @@
-"""Request counters and latency histograms in Prometheus' text format."""
+"""Request counts, latencies, in-flight requests and batch sizes, with `prometheus_client`.
 
-import bisect
-import threading
+One process: the metrics live in the `Metrics` object's own `CollectorRegistry`.
+`--workers N`: the server sets `PROMETHEUS_MULTIPROC_DIR` (see
+`multiprocess_directory`) before it starts the workers; each worker's
+`prometheus_client` then keeps its values in memory-mapped files there, and
+whichever worker answers `/monitoring/prometheus/metrics` reports the sum over
+all workers (`MultiProcessCollector`; the in-flight gauge counts live workers
+only).
+
+Exposed (the page lists labels in alphabetical order):
+
+- `kerasdl_serving_request_count_total{model_name, api, code}`: requests answered,
+  by HTTP status (a counter; `prometheus_client` appends `_total`).
+- `kerasdl_serving_request_latency_seconds{model_name, api}`: histogram of the time
+  from a request's routing to its answer.
+- `kerasdl_serving_requests_in_flight{model_name}`: inference requests accepted
+  and not yet answered.
+- `kerasdl_serving_batch_size{model_name}`: histogram of rows per batched call.
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import prometheus_client
+from prometheus_client import multiprocess
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -20,34 +44,39 @@ LATENCY_BUCKETS = (
     10,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _escape(value):
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def multiprocess_enabled():
+    """True when `prometheus_client` keeps values in `PROMETHEUS_MULTIPROC_DIR`."""
+    return bool(os.environ.get(MULTIPROC_ENV))
 
 
-def _labels(pairs):
-    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
+@contextlib.contextmanager
+def multiprocess_directory():
+    """Sets `PROMETHEUS_MULTIPROC_DIR` for worker processes started inside.
+
+    A directory given by the user is kept (it must be empty, as
+    `prometheus_client` requires); otherwise a temporary one is made and deleted
+    on exit. Yields the directory.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        yield given
+        return
+    path = tempfile.mkdtemp(prefix="kerasdl-prometheus-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
-class _Histogram:
-    def __init__(self, buckets):
-        self.buckets = buckets
-        self.counts = [0] * (len(buckets) + 1)
-        self.total = 0.0
-
-    def observe(self, value):
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-
-    def lines(self, name, labels):
-        out, running = [], 0
-        for bound, count in zip(self.buckets + ("+Inf",), self.counts):
-            running += count
-            out.append(f"{name}_bucket{_labels(labels + [('le', bound)])} {running}")
-        out.append(f"{name}_sum{_labels(labels)} {self.total}")
-        out.append(f"{name}_count{_labels(labels)} {running}")
-        return out
+def worker_died(pid):
+    """Drops a dead worker's live gauges (its counters and histograms stay)."""
+    if multiprocess_enabled():
+        multiprocess.mark_process_dead(pid)
 
 
 class Metrics:
@@ -55,82 +84,80 @@ class Metrics:
 
     Only models the server knows become label values (others count as `""`), so a
     client cannot grow the label set without bound.
+
+    Args:
+        model_names: the names of the served models. Defaults to none.
     """
 
-    content_type = "text/plain; version=0.0.4; charset=utf-8"
+    content_type = prometheus_client.CONTENT_TYPE_LATEST
 
     def __init__(self, model_names=()):
         self.model_names = set(model_names)
-        self._lock = threading.Lock()
-        self.requests = {}  # (model, api, code) -> count
-        self.latency = {}  # (model, api) -> _Histogram
-        self.batch_sizes = {}  # model -> _Histogram
-        self.in_flight = {}  # model -> requests accepted and not yet answered
+        self.multiprocess = multiprocess_enabled()
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        # In multiprocess mode the values go to files, collected at scrape time.
+        registry = None if self.multiprocess else self.registry
+        self.requests = prometheus_client.Counter(
+            "kerasdl_serving_request_count",
+            "Requests answered, by model, API and HTTP status.",
+            ["model_name", "api", "code"],
+            registry=registry,
+        )
+        self.latency = prometheus_client.Histogram(
+            "kerasdl_serving_request_latency_seconds",
+            "Time from request to response.",
+            ["model_name", "api"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = prometheus_client.Gauge(
+            "kerasdl_serving_requests_in_flight",
+            "Inference requests accepted and not yet answered.",
+            ["model_name"],
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.batch_sizes = prometheus_client.Histogram(
+            "kerasdl_serving_batch_size",
+            "Rows per batched model call.",
+            ["model_name"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self._children = {}  # (metric, labels) -> labelled child, saves labels()
 
-    def request_started(self, model):
-        """Counts a request the server has accepted and is working on."""
-        model = self._model(model)
-        with self._lock:
-            self.in_flight[model] = self.in_flight.get(model, 0) + 1
-
-    def request_finished(self, model):
-        """Ends a `request_started` once its answer is ready."""
-        model = self._model(model)
-        with self._lock:
-            self.in_flight[model] -= 1
+    def _child(self, metric, *labels):
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def _model(self, name):
         return name if name in self.model_names else ""
 
+    def request_started(self, model):
+        """Counts a request the server has accepted and is working on."""
+        self._child(self.in_flight, self._model(model)).inc()
+
+    def request_finished(self, model):
+        """Ends a `request_started` once its answer is ready."""
+        self._child(self.in_flight, self._model(model)).dec()
+
     def observe_request(self, model, api, code, seconds):
+        """Counts one answered request and its latency."""
         model = self._model(model)
-        with self._lock:
-            key = (model, api, str(code))
-            self.requests[key] = self.requests.get(key, 0) + 1
-            histogram = self.latency.get((model, api))
-            if histogram is None:
-                histogram = self.latency[(model, api)] = _Histogram(LATENCY_BUCKETS)
-            histogram.observe(seconds)
+        self._child(self.requests, model, api, str(code)).inc()
+        self._child(self.latency, model, api).observe(seconds)
 
     def observe_batch(self, model, size):
-        with self._lock:
-            histogram = self.batch_sizes.get(model)
-            if histogram is None:
-                histogram = self.batch_sizes[model] = _Histogram(BATCH_BUCKETS)
-            histogram.observe(size)
+        """Records one batched model call of `size` rows."""
+        self._child(self.batch_sizes, self._model(model)).observe(size)
 
     def render(self):
-        with self._lock:
-            lines = [
-                "# HELP kerasdl_serving_request_count Requests answered, by model, API and HTTP status.",
-                "# TYPE kerasdl_serving_request_count counter",
-            ]
-            for (model, api, code), count in sorted(self.requests.items()):
-                labels = [("model_name", model), ("api", api), ("code", code)]
-                lines.append(f"kerasdl_serving_request_count{_labels(labels)} {count}")
-            lines += [
-                "# HELP kerasdl_serving_request_latency_seconds Time from request to response.",
-                "# TYPE kerasdl_serving_request_latency_seconds histogram",
-            ]
-            for (model, api), histogram in sorted(self.latency.items()):
-                lines += histogram.lines(
-                    "kerasdl_serving_request_latency_seconds",
-                    [("model_name", model), ("api", api)],
-                )
-            lines += [
-                "# HELP kerasdl_serving_requests_in_flight Inference requests accepted and not yet answered.",
-                "# TYPE kerasdl_serving_requests_in_flight gauge",
-            ]
-            for model, count in sorted(self.in_flight.items()):
-                lines.append(
-                    f"kerasdl_serving_requests_in_flight{_labels([('model_name', model)])} {count}"
-                )
-            lines += [
-                "# HELP kerasdl_serving_batch_size Rows per batched model call.",
-                "# TYPE kerasdl_serving_batch_size histogram",
-            ]
-            for model, histogram in sorted(self.batch_sizes.items()):
-                lines += histogram.lines(
-                    "kerasdl_serving_batch_size", [("model_name", model)]
-                )
-        return ("\n".join(lines) + "\n").encode()
+        """The exposition page (bytes, `content_type`): every worker's sum if multiprocess."""
+        if not self.multiprocess:
+            return prometheus_client.generate_latest(self.registry)
+        registry = prometheus_client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return prometheus_client.generate_latest(registry)

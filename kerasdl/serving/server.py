@@ -81,6 +81,7 @@ def add_serve_arguments(parser):
         default=30.0,
         help="On SIGTERM, how long in-flight requests may take to finish (default: %(default)s).",
     )
+    _add_limit_arguments(parser)
     _add_grpc_arguments(parser)
     batching = parser.add_argument_group("batching")
     batching.add_argument(
@@ -113,6 +114,72 @@ def add_serve_arguments(parser):
         help="Logging level (default: %(default)s).",
     )
     return parser
+
+
+def _add_limit_arguments(parser):
+    """Flags bounding what one client can hold: headers, slow requests, connections."""
+    limits = parser.add_argument_group("limits (per worker process)")
+    limits.add_argument(
+        "--max_header_bytes",
+        type=int,
+        default=65536,
+        help="Largest request line plus headers; larger get 431 (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max_header_count",
+        type=int,
+        default=100,
+        help="Most header fields in a request; more get 431 (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--request_timeout_seconds",
+        type=float,
+        default=60.0,
+        help="Time for a request's headers and body to arrive; slower ones get 408 "
+        "and are closed (the model's time is not counted) (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--keep_alive_timeout_seconds",
+        type=float,
+        default=5.0,
+        help="An idle keep-alive connection is closed after this (default: %(default)s).",
+    )
+    limits.add_argument(
+        "--max_connections",
+        type=int,
+        default=0,
+        help="Most open HTTP connections; more get 503 and are closed. 0 means half "
+        "the open-file limit, at most 1000 (default: %(default)s).",
+    )
+
+
+def http_limits(args):
+    """The validated `HttpLimits` from the flags; ValueError if a flag is out of range."""
+    from kerasdl.serving.http_protocol import HttpLimits
+
+    connections = getattr(args, "max_connections", 0)
+    if connections == 0:
+        connections = 1000
+        try:
+            import resource
+
+            files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            if files != resource.RLIM_INFINITY:
+                connections = max(1, min(connections, files // 2))
+        except ImportError:  # not on Unix
+            pass
+    keep_alive = getattr(args, "keep_alive_timeout_seconds", 5.0)
+    if keep_alive <= 0:
+        raise ValueError(
+            "--keep_alive_timeout_seconds must be > 0. "
+            f"Received: keep_alive_timeout_seconds={keep_alive}"
+        )
+    return HttpLimits(
+        max_header_bytes=getattr(args, "max_header_bytes", 65536),
+        max_header_count=getattr(args, "max_header_count", 100),
+        request_timeout_seconds=getattr(args, "request_timeout_seconds", 60.0),
+        max_connections=connections,
+    )
 
 
 def _add_grpc_arguments(parser):
@@ -289,16 +356,19 @@ def build_app(args, configs):
 def _uvicorn_config(args, app, **kwargs):
     import uvicorn
 
+    from kerasdl.serving.http_protocol import protocol_class
+
     return uvicorn.Config(
         app,
         host=args.host,
         port=args.rest_api_port,
         log_config=None,
         access_log=False,  # a log line per request costs more than a LeNet call
-        # uvloop and httptools when installed (`pip install uvloop httptools`),
-        # else asyncio and h11: the same behaviour, about twice the overhead.
+        # uvloop when installed, else asyncio; httptools (a dependency) with the
+        # header, request-time and connection limits of `http_protocol`.
         loop="auto",
-        http="auto",
+        http=protocol_class(http_limits(args)),
+        timeout_keep_alive=getattr(args, "keep_alive_timeout_seconds", 5.0),
         timeout_graceful_shutdown=args.graceful_shutdown_seconds,
         server_header=False,
         **kwargs,
@@ -361,6 +431,8 @@ def _run_workers(args):
     import threading
     import time
 
+    from kerasdl.serving.metrics import worker_died
+
     if not hasattr(socket, "SO_REUSEPORT"):
         logger.error("--workers > 1 needs SO_REUSEPORT, which this platform lacks")
         return 2
@@ -417,6 +489,7 @@ def _run_workers(args):
                     process.pid,
                     process.exitcode,
                 )
+                worker_died(process.pid)
                 workers[index] = spawn(index)
     finally:
         for process, _ in workers:
@@ -445,6 +518,7 @@ def run_from_args(args):
                 f"--workers must be >= 1. Received: workers={args.workers}"
             )
         grpc_options(args)
+        http_limits(args)  # checked before any model loads
         if args.workers > 1:
             _tensorflow_threads(args)  # checked here, applied by each worker
         else:
@@ -455,7 +529,11 @@ def run_from_args(args):
     for config in configs:
         logger.info("serving model %s from %s", config.name, config.base_path)
     if args.workers > 1:
-        return _run_workers(args)
+        from kerasdl.serving.metrics import multiprocess_directory
+
+        # Workers keep their metrics in files there, so any of them can report all.
+        with multiprocess_directory():
+            return _run_workers(args)
     app, _ = build_app(args, configs)
     server = uvicorn.Server(_uvicorn_config(args, app))
     logger.info("REST API at http://%s:%d/v1/models/", args.host, args.rest_api_port)

@@ -154,14 +154,38 @@ def test_inline_and_thread_pool_give_the_same_predictions(serving, inline_run_se
 def test_requests_are_counted_in_metrics(serving):
     _call(serving, "POST", "/v1/models/dense:predict", '{"instances": [[1, 2, 3, 4]]}')
     _call(serving, "GET", "/v1/models/dense")
-    text = _call(serving, "GET", "/monitoring/prometheus/metrics").text
+    reply = _call(serving, "GET", "/monitoring/prometheus/metrics")
+    assert reply.headers["content-type"].startswith("text/plain")
+    text = reply.text
     assert (
-        'kerasdl_serving_request_count{api="predict",code="200",model_name="dense"}'
-        in text
-        or 'kerasdl_serving_request_count{model_name="dense",api="predict",code="200"}'
+        'kerasdl_serving_request_count_total{api="predict",code="200",model_name="dense"}'
         in text
     )
-    assert 'model_name="dense"' in text and 'api="status"' in text
+    assert (
+        'kerasdl_serving_request_count_total{api="status",code="200",model_name="dense"}'
+        in text
+    )
+    assert 'kerasdl_serving_requests_in_flight{model_name="dense"} 0.0' in text
+
+
+def test_unknown_models_and_malformed_urls_do_not_grow_the_labels(serving):
+    for index in range(5):
+        _call(serving, "POST", f"/v1/models/nope{index}:predict", "{}")
+        _call(serving, "GET", f"/v1/nope{index}")
+    text = _call(serving, "GET", "/monitoring/prometheus/metrics").text
+    assert "nope" not in text
+    assert 'api="malformed",code="400",model_name=""' in text
+
+
+def test_in_flight_gauge_counts_requests_until_answered():
+    metrics = Metrics(["dense"])
+    metrics.request_started("dense")
+    metrics.request_started("dense")
+    metrics.request_finished("dense")
+    metrics.observe_batch("dense", 3)
+    text = metrics.render().decode()
+    assert 'kerasdl_serving_requests_in_flight{model_name="dense"} 1.0' in text
+    assert 'kerasdl_serving_batch_size_count{model_name="dense"} 1.0' in text
 
 
 def test_lifespan_enters_and_leaves_the_context(serving):

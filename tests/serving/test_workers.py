@@ -90,6 +90,13 @@ def test_workers_share_the_port_and_stop_on_sigterm(tmp_path):
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             list(pool.map(client, range(16)))
         used = {pid: cpu_seconds(pid) - before[pid] for pid in pids}
+        # Whichever worker answers the scrape reports every worker's requests.
+        for _ in range(4):  # new connections, spread over the workers
+            text = requests.get(f"{server.url}/monitoring/prometheus/metrics").text
+            assert (
+                'kerasdl_serving_request_count_total{api="predict",code="200",'
+                'model_name="dense"} 400.0'
+            ) in text, text[:2000]
         # 16 connections hashed over 2 sockets: both workers answer a share.
         assert all(seconds > 0.1 * sum(used.values()) for seconds in used.values()), (
             used
