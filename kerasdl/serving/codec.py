@@ -106,7 +106,10 @@ def parse_json(body):
         except ValueError as error:  # ints over Python's digit limit
             raise RequestError(f"JSON Parse error: {error}")
     if not isinstance(data, dict):
-        raise RequestError(f"JSON Value: {_debug_string(data)} Is not object")
+        raise RequestError(
+            f"JSON Value: {_debug_string(data)} Is not object (the request body "
+            "must be a JSON object)"
+        )
     if "signature_name" in data and not isinstance(data["signature_name"], str):
         raise RequestError(
             f"JSON Value: {_debug_string(data)} not formatted correctly. "
@@ -218,13 +221,15 @@ def _check_instances(rows):
         elif size != first_size:
             raise RequestError(
                 f"Failed to process element: {index} of 'instances' list. Error: "
-                f"Expecting tensor size: {first_size} but got: {size}"
+                f"Expecting tensor size: {first_size} but got: {size} (ragged "
+                "instances: every instance must have the same shape)"
             )
         elif shape != first_shape:
             raise RequestError(
                 f"Failed to process element: {index} of 'instances' list. Error: "
                 f"Expecting shape {_shape_text(first_shape)} but got: "
-                f"{_shape_text(shape)}"
+                f"{_shape_text(shape)} (ragged instances: every instance must have "
+                "the same shape)"
             )
 
 
@@ -253,7 +258,9 @@ def _string_leaves(value, info, depth=0):
         try:
             return base64.b64decode(value["b64"], validate=True), ()
         except (binascii.Error, ValueError) as error:
-            raise RequestError(f"Unable to base64 decode ({error})")
+            raise RequestError(
+                f"Unable to base64 decode (invalid base64 in 'b64' value: {error})"
+            )
     if isinstance(value, list):
         items = [_string_leaves(v, info, depth + 1) for v in value]
         shapes = {shape for _, shape in items}
@@ -261,7 +268,9 @@ def _string_leaves(value, info, depth=0):
             _check_dense(value, _dense_shape(value))
         inner = shapes.pop() if shapes else ()
         return [leaf for leaf, _ in items], (len(value),) + inner
-    raise _type_error(value, info)
+    raise RequestError(
+        f"{_type_error(value, info)} (Input '{info.key}': {_expected(info)})"
+    )
 
 
 def _has_bool(value):
@@ -290,6 +299,22 @@ def _leaf_error(value, info):
     return None
 
 
+def _with_input(error, value, info):
+    """TF Serving's type error, then which input and what it received."""
+    leaves = list(_leaves(value))
+    if any(isinstance(leaf, bool) for leaf in leaves) and info.numpy_dtype.kind != "b":
+        received = "booleans"
+    elif all(
+        isinstance(leaf, (int, float)) and not isinstance(leaf, bool) for leaf in leaves
+    ):
+        received = "numbers outside the dtype"
+    else:
+        received = "non-numeric values"
+    return RequestError(
+        f"{error} (Input '{info.key}': {_expected(info)}; received {received})"
+    )
+
+
 def _numeric_array(value, info, check_bools):
     target = info.numpy_dtype
     try:
@@ -305,7 +330,7 @@ def _numeric_array(value, info, check_bools):
             _check_dense(value, _dense_shape(value))
         error = _leaf_error(value, info)
         if error is not None:
-            raise error
+            raise _with_input(error, value, info)
         # Every leaf fits, only numpy's common type did not (e.g. int64 and
         # uint64 values mixed, or integers beyond 64 bits for a float): convert
         # each value on its own, exactly.
@@ -316,7 +341,7 @@ def _numeric_array(value, info, check_bools):
     if target.kind in "iu":
         limits = np.iinfo(target)
         if array.size and (array.min() < limits.min or array.max() > limits.max):
-            raise _leaf_error(value, info)
+            raise _with_input(_leaf_error(value, info), value, info)
     with np.errstate(over="ignore", invalid="ignore"):
         return array.astype(target, copy=False)
 
@@ -388,7 +413,8 @@ def decode_predict(request, signature, check_bools=True):
     if has_instances and has_inputs:
         raise RequestError(
             f"JSON Value: {_debug_string(request)} Not formatted correctly expecting "
-            "only one of 'inputs' or 'instances' keys to exist "
+            "only one of 'inputs' or 'instances' keys to exist (send 'instances' or "
+            "'inputs', not both)"
         )
     if has_instances:
         instances = request["instances"]
@@ -399,13 +425,15 @@ def decode_predict(request, signature, check_bools=True):
             )
         if not instances:
             raise RequestError(
-                f"JSON Value: {_debug_string(request)} No values in 'instances' array"
+                f"JSON Value: {_debug_string(request)} No values in 'instances' array "
+                "(it is empty: send at least one instance)"
             )
         named = _is_named(instances[0])
         if not named and len(names) > 1:
             raise RequestError(
                 "instances is a plain list, but expecting list of objects as multiple "
-                "input tensors required as per tensorinfo_map"
+                "input tensors required as per tensorinfo_map (signature "
+                f"'{signature.name}' takes {len(names)} inputs {names})"
             )
         for index, item in enumerate(instances):
             if named and not _is_named(item):
@@ -429,6 +457,7 @@ def decode_predict(request, signature, check_bools=True):
                         f"Failed to process element: {index} of 'instances' list. "
                         f"JSON object: {_debug_string(item)} keys must be equal to: "
                         + ",".join(names)
+                        + f" (missing input(s) {sorted(set(names) - set(item))})"
                     )
         if named:
             columns = {k: [item[k] for item in instances] for k in names}
@@ -442,12 +471,19 @@ def decode_predict(request, signature, check_bools=True):
                     _check_instances(columns[key])
             raise
     if not has_inputs:
-        raise RequestError("Missing 'inputs' or 'instances' key")
+        raise RequestError(
+            "Missing 'inputs' or 'instances' key (the request needs 'instances' or "
+            "'inputs')"
+        )
     inputs = request["inputs"]
     if _is_named(inputs):
         for key in names:
             if key not in inputs:
-                raise RequestError(f"Missing named input: {key} in 'inputs' object.")
+                raise RequestError(
+                    f"Missing named input: {key} in 'inputs' object. (missing "
+                    f"input(s) {[k for k in names if k not in inputs]}; signature "
+                    f"'{signature.name}' takes {names})"
+                )
         columns = inputs  # names the signature does not take are ignored, as TF Serving
     elif len(names) != 1:
         raise RequestError(
@@ -577,7 +613,9 @@ def _feature(name, value):
             try:
                 item = base64.b64decode(item["b64"], validate=True)
             except (binascii.Error, ValueError) as error:
-                raise RequestError(f"Unable to base64 decode ({error})")
+                raise RequestError(
+                    f"Unable to base64 decode (invalid base64 in 'b64' value: {error})"
+                )
         else:
             item_kind, item = "bytes", item.encode("utf-8", "surrogatepass")
         if kind is not None and item_kind != kind:

@@ -3,6 +3,7 @@
 import collections
 import logging
 import os
+import re
 import time
 
 import numpy as np
@@ -159,7 +160,8 @@ class Signature:
                 received = "[" + ",".join(str(d) for d in shape) + "]"
                 return (
                     f"Input '{key}': signature '{self.name}' declares shape "
-                    f"{info.shape_text} and the model failed on shape {received}"
+                    f"{info.shape_text} and dtype {info.dtype_name}; received shape "
+                    f"{received}"
                 )
         return None
 
@@ -182,7 +184,8 @@ class Signature:
                 raise
             from kerasdl.serving.codec import RequestError
 
-            message = str(getattr(error, "message", error)).strip().splitlines()
+            message = str(getattr(error, "message", error))
+            message = re.sub(r"\{\{[^}]*\}\}\s*", "", message).strip().splitlines()
             detail = message[0][:300] if message else type(error).__name__
             raise RequestError(f"{mismatch}: {detail}") from error
         self._recent_seconds.append(time.perf_counter() - started)

@@ -436,7 +436,8 @@ def test_allow_listed_shape_the_graph_refuses_is_a_clear_400(url):
     error(
         post(url, "cases:predict", body),
         400,
-        "Input 'sensor': signature 'multi' declares shape [-1,2,2]",
+        "Input 'sensor': signature 'multi' declares shape [-1,2,2] and dtype "
+        "DT_INT32; received shape [1,2]",
     )
 
 
