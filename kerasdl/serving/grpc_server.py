@@ -46,6 +46,7 @@ from tensorflow_serving.apis import (
 )
 
 from kerasdl.serving import grpc_codec
+from kerasdl.serving.codec import RequestError
 from kerasdl.serving.grpc_codec import StatusError, invalid_argument
 from kerasdl.serving.model_manager import NotFoundError
 from kerasdl.serving.servable import (
@@ -63,6 +64,13 @@ INLINE_REQUEST_BYTES = 64 * 1024
 _MESSAGE_LIMIT = 1024
 _TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_HTTP_CODES = {
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
 
 
 def parse_channel_arguments(text):
@@ -124,6 +132,11 @@ def status_of(error):
         code, message = error.code, str(error)
     elif isinstance(error, NotFoundError):
         code, message = grpc.StatusCode.NOT_FOUND, str(error)
+    elif isinstance(error, RequestError):  # the servable's checks, in REST's terms
+        code = _HTTP_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
+        if error.status >= 500 and error.status != 503:
+            code = grpc.StatusCode.INTERNAL
+        message = _tf_message(error)
     elif isinstance(error, tf.errors.OpError):
         code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
         message = _tf_message(error)
