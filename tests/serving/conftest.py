@@ -143,6 +143,8 @@ class ServerProcess:
                 "-m",
                 "kerasdl.serving",
                 f"--rest_api_port={self.port}",
+                # gRPC off unless a test asks for it with its own --port.
+                *(() if any(f.startswith("--port") for f in flags) else ("--port=0",)),
                 *flags,
             ],
             cwd=REPO,
