@@ -1,26 +1,30 @@
-"""Serving benchmark: `kerasdl serve` over loopback vs in-process calls to the export.
+"""Serving benchmark: `kerasdl serve` over REST and gRPC vs in-process calls to the export.
 
-    python benchmarks/serving.py                       # 5,000 requests per level
-    python benchmarks/serving.py --requests 1000 --concurrency 1 8
+    python benchmarks/serving.py                       # LeNet and ResNet-50, 2,000 requests per level
+    python benchmarks/serving.py --models lenet --requests 5000 --concurrency 1 8
     python benchmarks/serving.py --baseline /path/to/other/checkout --rounds 3
     python benchmarks/serving.py --workers 2 --modes off   # `kerasdl serve --workers 2`
 
-Exports a LeNet (kerasdl.models' builder when present, else an equivalent Keras
-LeNet), starts the server in a subprocess for each mode (batching off / on) and
-worker count (`--workers`, default 1 and 2 server processes), and
-drives it from a second, TensorFlow-free client process: keep-alive HTTP/1.1
-connections sending batch-1 `:predict` requests, one blocking socket at
-concurrency 1 and asyncio connections above it (so the client is not the
-bottleneck). Client and server share the machine's cores; the CPU time each
-spends per request is printed too, a figure that other jobs on a shared machine
-disturb much less than latency or throughput. Prints p50/p99 latency, requests/s and errors for each level,
-next to in-process `tf.saved_model.load(...).serve` and
-`signatures["serving_default"]` calls, measured before and after the HTTP runs.
+Exports each model with the recipes' export code (`kerasdl.export.export_saved_model`
+on `kerasdl.models.get_model`, random weights): LeNet at 28x28x1 and ResNet-50 at the
+resnet50 recipe's 8x8x1 digits shape, both 10 classes, input `images`, outputs
+`probabilities` and `class_id`. Starts `kerasdl serve` (REST, and gRPC on `--port`
+when `kerasdl/serving/grpc_server.py` exists) in a subprocess for each batching
+mode (off / on) and worker count, and drives it from a second process with
+batch-1 requests: REST over keep-alive HTTP/1.1 connections (one blocking socket
+at concurrency 1, asyncio connections above), gRPC `PredictionService/Predict`
+on one HTTP/2 channel (a `PredictRequest` built with `tf.make_tensor_proto`, as
+the official client does, serialized once and sent as bytes on the stub's method,
+so the client process needs no TensorFlow). Client and server share the
+machine's cores; the CPU time each spends per request is printed too, which other
+jobs disturb much less than latency or throughput. Prints p50/p99 latency,
+requests/s and errors per level, beside in-process
+`signatures["serving_default"]` calls at batch 1 and batch 32 (rows/s), measured
+before and after the server runs.
 
 `--baseline DIR` also serves from another checkout (its `kerasdl/` first on
-PYTHONPATH) and alternates the two servers level by level and round by round,
-so both sides see the same machine load. Every level stops after `--requests`
-requests per round; errors are counted.
+PYTHONPATH; REST only) and alternates the two servers level by level and round
+by round, so both sides see the same machine load.
 """
 
 import argparse
@@ -41,28 +45,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATH = "/v1/models/lenet:predict"
+# (input shape) per benchmarked model; ResNet-50 at the resnet50 recipe's digits shape.
+MODELS = {"lenet": (28, 28, 1), "resnet50": (8, 8, 1)}
+GRPC_PREDICT = "/tensorflow.serving.PredictionService/Predict"
 
 
-def export_lenet(path):
+def export(name, base):
+    """`base/1`: the recipes' export of `kerasdl.models.get_model(name)`, random weights."""
     import keras
 
-    try:
-        from kerasdl.models.lenet import lenet
+    from kerasdl.export import export_saved_model
+    from kerasdl.models import get_model
 
-        model = lenet((28, 28, 1), 10)
-    except Exception:  # noqa: BLE001 - the builder is optional here
-        inputs = keras.Input((28, 28, 1), name="image")
-        x = keras.layers.Conv2D(6, 5, padding="same", activation="sigmoid")(inputs)
-        x = keras.layers.AveragePooling2D()(x)
-        x = keras.layers.Conv2D(16, 5, activation="sigmoid")(x)
-        x = keras.layers.AveragePooling2D()(x)
-        x = keras.layers.Flatten()(x)
-        x = keras.layers.Dense(120, activation="sigmoid")(x)
-        x = keras.layers.Dense(84, activation="sigmoid")(x)
-        outputs = keras.layers.Dense(10, activation="softmax")(x)
-        model = keras.Model(inputs, outputs)
-    model.export(path, verbose=False)
+    keras.utils.set_random_seed(0)
+    input_shape = MODELS[name]
+    model = get_model(name, input_shape, 10)
+    return export_saved_model(
+        model, base, input_shape=input_shape, input_dtype="float32"
+    ).path
 
 
 def percentiles(seconds):
@@ -71,40 +71,38 @@ def percentiles(seconds):
 
 
 def in_process(path, image, count):
+    """`{label: (p50 ms, p99 ms, rows/s)}` for batch-1 and batch-32 signature calls."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(path)
-    signature = loaded.signatures["serving_default"]
-    (input_name,) = signature.structured_input_signature[1]
+    signature = tf.saved_model.load(path).signatures["serving_default"]
     rows = {}
-    for label, call in [
-        ("in-process .serve", lambda: loaded.serve(tf.constant(image)).numpy()),
-        (
-            'in-process signatures["serving_default"]',
-            lambda: {
-                k: v.numpy()
-                for k, v in signature(**{input_name: tf.constant(image)}).items()
-            },
-        ),
-    ]:
-        for _ in range(50):
+    for batch in (1, 32):
+        images = tf.constant(np.repeat(image, batch, axis=0))
+
+        def call(images=images):
+            return {k: v.numpy() for k, v in signature(images=images).items()}
+
+        for _ in range(20):
             call()
+        calls = max(20, count // batch)
         timings = []
         started = time.perf_counter()
-        for _ in range(count):
+        for _ in range(calls):
             t = time.perf_counter()
             call()
             timings.append(time.perf_counter() - t)
-        rows[label] = (*percentiles(timings), count / (time.perf_counter() - started))
+        rate = calls * batch / (time.perf_counter() - started)
+        label = f'in-process signatures["serving_default"], batch {batch}'
+        rows[label] = (*percentiles(timings), rate)
     return rows
 
 
 # --- the client (a separate process, no TensorFlow) -----------------------------------
 
 
-def _request_bytes(body):
+def _request_bytes(path, body):
     head = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
@@ -155,28 +153,74 @@ async def _drive_async(port, request, total, concurrency):
         writer.close()
         return timings, errors
 
+    return await _gather(connection, total, concurrency)
+
+
+async def _gather(worker, total, concurrency):
     shares = [
         total // concurrency + (i < total % concurrency) for i in range(concurrency)
     ]
-    results = await asyncio.gather(*(connection(n) for n in shares))
+    results = await asyncio.gather(*(worker(n) for n in shares))
     return [t for ts, _ in results for t in ts], sum(e for _, e in results)
 
 
-def drive(port, body_path, total, concurrency):
+def _drive_grpc(port, request, total, concurrency):
+    """`PredictionService/Predict` with a serialized `PredictRequest`, on one channel."""
+    import grpc
+
+    target = f"127.0.0.1:{port}"
+    if concurrency == 1:
+        with grpc.insecure_channel(target) as channel:
+            predict = channel.unary_unary(GRPC_PREDICT)
+            timings, errors = [], 0
+            for _ in range(total):
+                started = time.perf_counter()
+                try:
+                    predict(request, timeout=60)
+                except grpc.RpcError:
+                    errors += 1
+                timings.append(time.perf_counter() - started)
+            return timings, errors
+
+    async def run():
+        async with grpc.aio.insecure_channel(target) as channel:
+            predict = channel.unary_unary(GRPC_PREDICT)
+
+            async def worker(count):
+                timings, errors = [], 0
+                for _ in range(count):
+                    started = time.perf_counter()
+                    try:
+                        await predict(request, timeout=60)
+                    except grpc.RpcError:
+                        errors += 1
+                    timings.append(time.perf_counter() - started)
+                return timings, errors
+
+            return await _gather(worker, total, concurrency)
+
+    return asyncio.run(run())
+
+
+def drive(protocol, port, body_path, total, concurrency):
     """Client process entry: prints one JSON line of stats."""
     with open(body_path, "rb") as file:
-        request = _request_bytes(file.read())
+        body = file.read()
     cpu, started = time.process_time(), time.perf_counter()
-    if concurrency == 1:
-        timings, errors = _drive_blocking(port, request, total)
+    if protocol == "grpc":
+        timings, errors = _drive_grpc(port, body, total, concurrency)
     else:
-        try:
-            import uvloop
+        request = _request_bytes(os.environ["BENCH_PATH"], body)
+        if concurrency == 1:
+            timings, errors = _drive_blocking(port, request, total)
+        else:
+            try:
+                import uvloop
 
-            runner = uvloop.run
-        except ImportError:
-            runner = asyncio.run
-        timings, errors = runner(_drive_async(port, request, total, concurrency))
+                runner = uvloop.run
+            except ImportError:
+                runner = asyncio.run
+            timings, errors = runner(_drive_async(port, request, total, concurrency))
     elapsed = time.perf_counter() - started
     p50, p99 = percentiles(timings)
     stats = {
@@ -205,15 +249,19 @@ def cpu_seconds(pid):
     return total
 
 
-def load(port, body_path, total, concurrency, pid=None):
+def load(protocol, port, body_path, total, concurrency, pid=None, path=""):
     """Runs the client process for one level; returns its stats."""
     server_cpu = cpu_seconds(pid) if pid else 0.0
     output = subprocess.run(
-        [sys.executable, __file__, "--drive", str(port), body_path],
-        input=None,
+        [sys.executable, __file__, "--drive", protocol, str(port), body_path],
         capture_output=True,
         check=True,
-        env={**os.environ, "BENCH_TOTAL": str(total), "BENCH_CONC": str(concurrency)},
+        env={
+            **os.environ,
+            "BENCH_TOTAL": str(total),
+            "BENCH_CONC": str(concurrency),
+            "BENCH_PATH": path,
+        },
     ).stdout
     stats = json.loads(output.decode().strip().splitlines()[-1])
     stats["server_cpu_us"] = (
@@ -231,13 +279,23 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_server(base, batching, log, checkout=REPO, extra_flags=(), workers=1):
+def has_grpc(checkout):
+    return os.path.exists(
+        os.path.join(checkout, "kerasdl", "serving", "grpc_server.py")
+    )
+
+
+def start_server(name, base, batching, log, checkout=REPO, extra_flags=(), workers=1):
+    """`(process, REST port, gRPC port or None)` once `name` is AVAILABLE."""
     port = free_port()
+    grpc_port = free_port() if has_grpc(checkout) and workers == 1 else None
     flags = [
         f"--rest_api_port={port}",
-        "--model_name=lenet",
+        f"--model_name={name}",
         f"--model_base_path={base}",
     ]
+    if has_grpc(checkout):
+        flags.append(f"--port={grpc_port or 0}")
     if workers > 1:
         flags.append(f"--workers={workers}")
     if batching:
@@ -255,22 +313,128 @@ def start_server(base, batching, log, checkout=REPO, extra_flags=(), workers=1):
         stderr=subprocess.STDOUT,
         env=env,
     )
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/v1/models/lenet")
+            connection.request("GET", f"/v1/models/{name}")
             if b"AVAILABLE" in connection.getresponse().read():
-                return process, port
+                return process, port, grpc_port
         except OSError:
             time.sleep(0.2)
+        if process.poll() is not None:
+            break
     process.kill()
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"server did not start (log: {log.name})")
+
+
+def grpc_request(name, image):
+    """A serialized `PredictRequest` for `image`, built as the official client does."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto(image))
+    return request.SerializeToString()
+
+
+def benchmark_model(name, args, workdir, sides):
+    base = os.path.join(workdir, name)
+    path = export(name, base)
+    image = np.random.default_rng(0).random((1, *MODELS[name]), dtype="float32")
+    bodies = {
+        "rest": json.dumps({"instances": image.round(4).tolist()}).encode(),
+        "grpc": grpc_request(name, image),
+    }
+    body_paths = {}
+    for protocol, body in bodies.items():
+        body_paths[protocol] = os.path.join(workdir, f"{name}-{protocol}.bin")
+        with open(body_paths[protocol], "wb") as file:
+            file.write(body)
+    print(
+        f"\n{name}, input {MODELS[name]}, batch-1 requests (REST {len(bodies['rest'])} "
+        f"bytes, gRPC {len(bodies['grpc'])} bytes), {args.requests} requests per level "
+        f"and round, {args.rounds} round(s), load average {os.getloadavg()[0]:.2f}"
+    )
+    header = f"{'path':52s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s} {'client us/req':>13s} {'server us/req':>13s}"
+    print(header)
+
+    def in_process_rows(when):
+        rows = in_process(path, image, min(args.requests, 2000))
+        for label, (p50, p99, rate) in rows.items():
+            print(
+                f"{label + ' (' + when + ')':52s} {1:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {'-':>6s}",
+                flush=True,
+            )
+
+    in_process_rows("before")
+    url = f"/v1/models/{name}:predict"
+    for mode, workers in [(m, w) for m in args.modes for w in args.workers]:
+        servers, logs = {}, []
+        try:
+            for side, checkout in sides.items():
+                log = open(  # noqa: SIM115 - closed below
+                    os.path.join(workdir, f"server-{name}-{side}-{mode}-{workers}.log"),
+                    "wb",
+                )
+                logs.append(log)
+                extra = args.server_flag if side == "this" else ()
+                servers[side] = start_server(
+                    name, base, mode == "on", log, checkout, extra, workers
+                )
+            runs = [(side, "rest") for side in sides]
+            if servers["this"][2] is not None:
+                runs.append(("this", "grpc"))
+            for side, protocol in runs:  # warm-up
+                process, port, grpc_port = servers[side]
+                target = grpc_port if protocol == "grpc" else port
+                load(protocol, target, body_paths[protocol], 200, 8, path=url)
+            for concurrency in args.concurrency:
+                results = {run: [] for run in runs}
+                for round_index in range(args.rounds):
+                    order = runs if round_index % 2 == 0 else runs[::-1]
+                    for side, protocol in order:
+                        process, port, grpc_port = servers[side]
+                        target = grpc_port if protocol == "grpc" else port
+                        results[(side, protocol)].append(
+                            load(
+                                protocol,
+                                target,
+                                body_paths[protocol],
+                                args.requests,
+                                concurrency,
+                                process.pid,
+                                url,
+                            )
+                        )
+                for (side, protocol), stats in results.items():
+                    p50 = float(np.median([s["p50"] for s in stats]))
+                    p99 = float(np.median([s["p99"] for s in stats]))
+                    rate = float(np.median([s["rate"] for s in stats]))
+                    errors = sum(s["errors"] for s in stats)
+                    cpu = float(np.median([s["client_cpu_us"] for s in stats]))
+                    server_cpu = float(np.median([s["server_cpu_us"] for s in stats]))
+                    who = "" if len(sides) == 1 else f" {side}"
+                    label = f"{'gRPC' if protocol == 'grpc' else 'REST'}{who}, batching {mode}, {workers} worker{'s' * (workers > 1)}"
+                    print(
+                        f"{label:52s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f} {server_cpu:13.0f}",
+                        flush=True,
+                    )
+        finally:
+            for process, _, _ in servers.values():
+                process.send_signal(signal.SIGTERM)
+                process.wait(60)
+            for log in logs:
+                log.close()
+    in_process_rows("after")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000, help="requests per level")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument(
         "--modes", nargs="+", default=["off", "on"], help="batching modes"
@@ -279,8 +443,9 @@ def main(argv=None):
         "--workers",
         type=int,
         nargs="+",
-        default=[1, 2],
-        help="server processes (`kerasdl serve --workers`) to measure, per mode",
+        default=[1],
+        help="server processes (`kerasdl serve --workers`) to measure, per mode "
+        "(gRPC with 1 only)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="rounds per level")
     parser.add_argument(
@@ -293,11 +458,12 @@ def main(argv=None):
         help="extra flag for this checkout's server (repeatable), e.g. "
         "--server_flag=--tensorflow_intra_op_parallelism=1",
     )
-    parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.drive:
-        port, body_path = args.drive
+        protocol, port, body_path = args.drive
         drive(
+            protocol,
             int(port),
             body_path,
             int(os.environ["BENCH_TOTAL"]),
@@ -306,78 +472,12 @@ def main(argv=None):
         return 0
 
     workdir = tempfile.mkdtemp(prefix="kerasdl-serving-bench-")
-    base = os.path.join(workdir, "lenet")
-    export_lenet(os.path.join(base, "1"))
-    image = np.random.default_rng(0).random((1, 28, 28, 1), dtype="float32")
-    body = json.dumps({"instances": image.round(4).tolist()}).encode()
-    body_path = os.path.join(workdir, "body.json")
-    with open(body_path, "wb") as file:
-        file.write(body)
     sides = {"this": REPO}
     if args.baseline:
         sides = {"baseline": os.path.abspath(args.baseline), "this": REPO}
-
-    print(
-        f"LeNet, batch 1 ({len(body)} byte request), {os.cpu_count()} CPUs, "
-        f"{args.requests} requests per level and round, {args.rounds} round(s), "
-        f"load average {os.getloadavg()[0]:.2f}\n"
-    )
-    header = f"{'path':45s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} {'errors':>6s} {'client us/req':>13s} {'server us/req':>13s}"
-    print(header)
-
-    def baseline_rows(when):
-        rows = in_process(os.path.join(base, "1"), image, 2000)
-        for label, (p50, p99, rate) in rows.items():
-            print(
-                f"{label + ' (' + when + ')':45s} {1:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {'-':>6s}",
-                flush=True,
-            )
-
-    baseline_rows("before")
-    for mode, workers in [(m, w) for m in args.modes for w in args.workers]:
-        servers = {}
-        logs = []
-        try:
-            for side, checkout in sides.items():
-                name = f"server-{side}-{mode}-{workers}.log"
-                log = open(os.path.join(workdir, name), "wb")  # noqa: SIM115
-                logs.append(log)
-                extra = args.server_flag if side == "this" else ()
-                servers[side] = start_server(
-                    base, mode == "on", log, checkout, extra, workers
-                )
-                load(servers[side][1], body_path, 200, 8)  # warm-up
-            for concurrency in args.concurrency:
-                results = {side: [] for side in sides}
-                for round_index in range(args.rounds):
-                    order = list(sides) if round_index % 2 == 0 else list(sides)[::-1]
-                    for side in order:
-                        process, port = servers[side]
-                        results[side].append(
-                            load(
-                                port, body_path, args.requests, concurrency, process.pid
-                            )
-                        )
-                for side in sides:
-                    stats = results[side]
-                    p50 = float(np.median([s["p50"] for s in stats]))
-                    p99 = float(np.median([s["p99"] for s in stats]))
-                    rate = float(np.median([s["rate"] for s in stats]))
-                    errors = sum(s["errors"] for s in stats)
-                    cpu = float(np.median([s["client_cpu_us"] for s in stats]))
-                    server_cpu = float(np.median([s["server_cpu_us"] for s in stats]))
-                    label = f"HTTP {side}, batching {mode}, {workers} worker{'s' * (workers > 1)}"
-                    print(
-                        f"{label:45s} {concurrency:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {errors:6d} {cpu:13.0f} {server_cpu:13.0f}",
-                        flush=True,
-                    )
-        finally:
-            for process, _ in servers.values():
-                process.send_signal(signal.SIGTERM)
-                process.wait(60)
-            for log in logs:
-                log.close()
-    baseline_rows("after")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    for name in args.models:
+        benchmark_model(name, args, workdir, sides)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     return 0
 

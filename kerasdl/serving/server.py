@@ -54,8 +54,8 @@ def add_serve_arguments(parser):
         type=int,
         default=1,
         help="Server processes sharing the port, each with its own copy of the models "
-        "(more throughput across cores; memory, metrics and version polling are "
-        "per process) (default: %(default)s).",
+        "(more throughput across cores; memory and version polling are per "
+        "process, metrics are summed over them) (default: %(default)s).",
     )
     http.add_argument(
         "--num_inference_threads",
