@@ -143,13 +143,17 @@ def test_empty_file_sets_no_config(tmp_path):
             r"models.config line 3: .*unsupported platform 'onnx'",
         ),
         (
-            "model_config_list { config {\n name: 'a' base_path: '/x'\n"
-            " model_version_policy { newest {} } } }",
+            (
+                "model_config_list { config {\n name: 'a' base_path: '/x'\n"
+                " model_version_policy { newest {} } } }"
+            ),
             r'models.config line 3: .*has no field named "newest"',
         ),
         (
-            "model_config_list { config { name: 'a' base_path: '/x' }\n"
-            " config { name: 'a' base_path: '/y' } }",
+            (
+                "model_config_list { config { name: 'a' base_path: '/x' }\n"
+                " config { name: 'a' base_path: '/y' } }"
+            ),
             r"model 'a' is listed more than once",
         ),
         (
@@ -158,8 +162,10 @@ def test_empty_file_sets_no_config(tmp_path):
         ),
         ("other {}", r'models.config line 1: .*has no field named "other"'),
         (
-            "model_config_list { config { name: 'a' base_path: '/x'"
-            " model_version_policy { specific {} } } }",
+            (
+                "model_config_list { config { name: 'a' base_path: '/x'"
+                " model_version_policy { specific {} } } }"
+            ),
             "specific policy needs at least one version",
         ),
         (
@@ -167,8 +173,10 @@ def test_empty_file_sets_no_config(tmp_path):
             "model_type OTHER is not supported",
         ),
         (
-            "model_config_list { config { name: 'a' base_path: '/x'"
-            " model_type: TENSORFLOW model_platform: 'tensorflow' } }",
+            (
+                "model_config_list { config { name: 'a' base_path: '/x'"
+                " model_type: TENSORFLOW model_platform: 'tensorflow' } }"
+            ),
             "not both",
         ),
         (
