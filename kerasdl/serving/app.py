@@ -46,7 +46,7 @@ from starlette.requests import ClientDisconnect
 
 from kerasdl.serving import codec
 from kerasdl.serving.codec import RequestError
-from kerasdl.serving.model_manager import NotFoundError
+from kerasdl.serving.model_manager import NotFoundError, UnknownLabelError
 from kerasdl.serving.servable import DEFAULT_SIGNATURE
 
 logger = logging.getLogger("kerasdl.serving")
@@ -462,6 +462,8 @@ class ServingApp:
             status, message = error.status, str(error)
         elif isinstance(error, NotFoundError):
             status, message = 404, str(error)
+        elif isinstance(error, UnknownLabelError):
+            status, message = 400, str(error)
         elif isinstance(error, RecursionError):
             status, message = 400, "Request is nested too deeply"
         elif isinstance(

@@ -336,7 +336,14 @@ def _numeric_array(value, info, check_bools):
         # each value on its own, exactly.
         array = np.array(value, dtype=target if target.kind in "iu" else object)
         if target.kind not in "iu":
-            array = array.astype(np.float64)
+            try:
+                array = array.astype(np.float64)
+            except OverflowError:
+                # TF Serving's JSON parser refuses such a number outright.
+                raise RequestError(
+                    f"Input '{info.key}': Number too big to be stored in double "
+                    f"({_expected(info)})"
+                ) from None
         kind = array.dtype.kind
     if target.kind in "iu":
         limits = np.iinfo(target)

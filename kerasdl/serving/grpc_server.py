@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import re
+import time
 
 import grpc
 from google.protobuf import json_format
@@ -48,7 +49,7 @@ from tensorflow_serving.apis import (
 from kerasdl.serving import grpc_codec
 from kerasdl.serving.codec import RequestError
 from kerasdl.serving.grpc_codec import StatusError, invalid_argument
-from kerasdl.serving.model_manager import NotFoundError
+from kerasdl.serving.model_manager import NotFoundError, UnknownLabelError
 from kerasdl.serving.servable import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -132,6 +133,8 @@ def status_of(error):
         code, message = error.code, str(error)
     elif isinstance(error, NotFoundError):
         code, message = grpc.StatusCode.NOT_FOUND, str(error)
+    elif isinstance(error, UnknownLabelError):
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, str(error)
     elif isinstance(error, RequestError):  # the servable's checks, in REST's terms
         code = _HTTP_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
         if error.status >= 500 and error.status != 503:
@@ -151,13 +154,12 @@ def status_of(error):
     return code, message
 
 
-async def _answer(context, work):
-    """Awaits `work()`; an exception becomes the call's gRPC status."""
-    try:
-        return await work()
-    except Exception as error:  # noqa: BLE001 - every error becomes a status
-        code, message = status_of(error)
-    await context.abort(code, message)
+def _model_name(request):
+    """The model a request names, for the metrics' `model_name` label."""
+    if hasattr(request, "model_spec"):
+        return request.model_spec.name
+    tasks = getattr(request, "tasks", None)  # MultiInferenceRequest
+    return tasks[0].model_spec.name if tasks else ""
 
 
 def _model_spec(name, signature_name, version):
@@ -172,9 +174,34 @@ def _model_spec(name, signature_name, version):
 class _Service:
     """What both services share: the manager, the thread pool, servable lookup."""
 
-    def __init__(self, manager, executor):
+    def __init__(self, manager, executor, metrics=None):
         self.manager = manager
         self.executor = executor
+        self.metrics = metrics
+
+    async def answer(self, context, request, api, work):
+        """Awaits `work()`; an exception becomes the call's gRPC status.
+
+        Counted in `metrics` (when given) like REST requests, with `api`
+        (`grpc_predict`, ...) and the gRPC status name as `code`.
+        """
+        model = _model_name(request)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.request_started(model)
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return await work()
+        except Exception as error:  # noqa: BLE001 - every error becomes a status
+            code, message = status_of(error)
+        finally:
+            if metrics is not None:
+                metrics.request_finished(model)
+                metrics.observe_request(
+                    model, api, code.name, time.perf_counter() - started
+                )
+        await context.abort(code, message)
 
     def servable(self, spec):
         """The servable a `ModelSpec` names, as TF Serving's ServerCore resolves it."""
@@ -183,14 +210,7 @@ class _Service:
         choice = spec.WhichOneof("version_choice")
         version = spec.version.value if choice == "version" else None
         if choice == "version_label":
-            try:
-                version = self.manager.resolve_version(
-                    spec.name, label=spec.version_label
-                )
-            except NotFoundError:
-                raise invalid_argument(
-                    f"Unrecognized servable version label: {spec.version_label}"
-                )
+            version = self.manager.resolve_version(spec.name, label=spec.version_label)
         return self.manager.servable(spec.name, version)
 
     async def in_pool(self, function, *args):
@@ -214,6 +234,7 @@ class PredictionServicer(
         inline_run_seconds: a request of at most 64 KiB runs on the event loop when
             its signature's recent calls took less than this; 0 always uses the
             thread pool. Defaults to 0.002.
+        metrics: optional `Metrics` counting the calls. Defaults to None.
     """
 
     def __init__(
@@ -223,8 +244,9 @@ class PredictionServicer(
         max_tensor_bytes=32 << 20,
         batcher=None,
         inline_run_seconds=0.002,
+        metrics=None,
     ):
-        _Service.__init__(self, manager, executor)
+        _Service.__init__(self, manager, executor, metrics)
         self.max_tensor_bytes = max_tensor_bytes
         self.batcher = batcher
         self.inline_run_seconds = inline_run_seconds
@@ -315,7 +337,7 @@ class PredictionServicer(
                 signature, request, self._predict, servable, signature, request
             )
 
-        return await _answer(context, work)
+        return await self.answer(context, request, "grpc_predict", work)
 
     # --- Classify / Regress -------------------------------------------------------------
 
@@ -355,8 +377,10 @@ class PredictionServicer(
         return response
 
     async def Classify(self, request, context):
-        return await _answer(
+        return await self.answer(
             context,
+            request,
+            "grpc_classify",
             lambda: self._examples_call(
                 request,
                 grpc_codec.check_classification,
@@ -366,8 +390,10 @@ class PredictionServicer(
         )
 
     async def Regress(self, request, context):
-        return await _answer(
+        return await self.answer(
             context,
+            request,
+            "grpc_regress",
             lambda: self._examples_call(
                 request,
                 grpc_codec.check_regression,
@@ -432,8 +458,11 @@ class PredictionServicer(
         return response
 
     async def MultiInference(self, request, context):
-        return await _answer(
-            context, lambda: self.in_pool(self._multi_inference, request)
+        return await self.answer(
+            context,
+            request,
+            "grpc_multi_inference",
+            lambda: self.in_pool(self._multi_inference, request),
         )
 
     # --- GetModelMetadata ------------------------------------------------------------
@@ -462,7 +491,7 @@ class PredictionServicer(
         async def work():
             return self._metadata(request)
 
-        return await _answer(context, work)
+        return await self.answer(context, request, "grpc_metadata", work)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _Service):
@@ -471,10 +500,11 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _Service):
     Args:
         manager: the `ModelManager` whose versions are reported and reconfigured.
         executor: unused by status calls; kept for symmetry. Defaults to None.
+        metrics: optional `Metrics` counting the calls. Defaults to None.
     """
 
-    def __init__(self, manager, executor=None):
-        _Service.__init__(self, manager, executor)
+    def __init__(self, manager, executor=None, metrics=None):
+        _Service.__init__(self, manager, executor, metrics)
 
     def _status(self, request):
         if not request.HasField("model_spec"):
@@ -498,7 +528,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer, _Service):
         async def work():
             return self._status(request)
 
-        return await _answer(context, work)
+        return await self.answer(context, request, "grpc_status", work)
 
     async def HandleReloadConfigRequest(self, request, context):
         response = model_management_pb2.ReloadConfigResponse()
@@ -556,6 +586,7 @@ def build_server(
     channel_arguments=(),
     batcher=None,
     inline_run_seconds=0.002,
+    metrics=None,
 ):
     """An unstarted `grpc.aio.Server` with both services, bound to `host:port`.
 
@@ -573,18 +604,25 @@ def build_server(
             `parse_channel_arguments`). Defaults to none.
         batcher: optional `Batcher` for predict calls. Defaults to None.
         inline_run_seconds: see `PredictionServicer`. Defaults to 0.002.
+        metrics: optional `kerasdl.serving.metrics.Metrics` shared with REST; gRPC
+            calls count under `api="grpc_predict"`, ... Defaults to None.
     """
     server = grpc.aio.server(
         options=server_options(max_message_bytes, channel_arguments)
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(
-            manager, executor, max_message_bytes, batcher, inline_run_seconds
+            manager,
+            executor,
+            max_message_bytes,
+            batcher,
+            inline_run_seconds,
+            metrics=metrics,
         ),
         server,
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelServicer(manager, executor), server
+        ModelServicer(manager, executor, metrics=metrics), server
     )
     address = (
         f"[{host}]:{port}"

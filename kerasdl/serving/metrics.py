@@ -86,13 +86,19 @@ class Metrics:
     client cannot grow the label set without bound.
 
     Args:
-        model_names: the names of the served models. Defaults to none.
+        model_names: the names of the served models: a collection, or any object
+            that answers `name in model_names` (the `ModelManager`, whose answer
+            follows live config reloads). Defaults to none.
     """
 
     content_type = prometheus_client.CONTENT_TYPE_LATEST
 
     def __init__(self, model_names=()):
-        self.model_names = set(model_names)
+        if not hasattr(model_names, "__contains__") or isinstance(
+            model_names, (list, tuple)
+        ):
+            model_names = set(model_names)
+        self.model_names = model_names
         self.multiprocess = multiprocess_enabled()
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         # In multiprocess mode the values go to files, collected at scrape time.

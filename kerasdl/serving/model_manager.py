@@ -14,7 +14,13 @@ LOADING, AVAILABLE, UNLOADING, END = "LOADING", "AVAILABLE", "UNLOADING", "END"
 
 
 class NotFoundError(Exception):
-    """No such model, version or label: answered with HTTP 404."""
+    """No such model or version: answered with HTTP 404 (gRPC NOT_FOUND)."""
+
+
+class UnknownLabelError(Exception):
+    """A version label the model's config does not define: HTTP 400 (gRPC
+    INVALID_ARGUMENT), as TF Serving answers "Unrecognized servable version label".
+    """
 
 
 class ReloadError(Exception):
@@ -280,6 +286,11 @@ class ModelManager:
                     "expected each name once in model_config_list"
                 )
             names.add(config.name)
+
+    def __contains__(self, name):
+        """Whether `name` is a model of the current config (follows reloads)."""
+        model = self.models.get(name)
+        return model is not None and not model.removed
 
     def model_configs(self):
         """The `ModelConfig`s served now, in config order."""
@@ -552,11 +563,12 @@ class ModelManager:
         return model
 
     def resolve_version(self, name, version=None, label=None):
-        """The version number a request means (404 if it cannot be served)."""
+        """The version number a request means (404 if it cannot be served, 400 for
+        an unknown label)."""
         model = self._model(name)
         if label is not None:
             if label not in model.config.version_labels:
-                raise NotFoundError(f"Unrecognized servable version label: {label}")
+                raise UnknownLabelError(f"Unrecognized servable version label: {label}")
             version = model.config.version_labels[label]
         if version is None:
             if not model.servables:

@@ -29,6 +29,13 @@ def add_serve_arguments(parser):
         help="TF Serving model_config_list file (text proto), or the same as .json/.yaml.",
     )
     models.add_argument(
+        "--model_config_file_poll_wait_seconds",
+        type=float,
+        default=0.0,
+        help="Seconds between re-reads of --model_config_file, applying a changed "
+        "config live; 0 reads it once (default: %(default)s).",
+    )
+    models.add_argument(
         "--file_system_poll_wait_seconds",
         type=float,
         default=1.0,
@@ -228,7 +235,7 @@ def grpc_options(args):
 
 
 @contextlib.asynccontextmanager
-async def serve_grpc(args, manager, executor, batcher=None):
+async def serve_grpc(args, manager, executor, batcher=None, metrics=None):
     """Serves TF Serving's gRPC API on `--port` while the block runs (none for 0).
 
     Runs in uvicorn's event loop (one gRPC server per worker process, sharing the
@@ -250,6 +257,7 @@ async def serve_grpc(args, manager, executor, batcher=None):
         ),
         channel_arguments=channel_arguments,
         batcher=batcher,
+        metrics=metrics,
     )
     await server.start()
     logger.info("gRPC API at %s:%d", args.host, bound)
@@ -326,9 +334,12 @@ def build_app(args, configs):
         threads, thread_name_prefix="kerasdl-infer"
     )
     manager = ModelManager(
-        configs, poll_wait_seconds=args.file_system_poll_wait_seconds
+        configs,
+        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        config_file=args.model_config_file,
+        config_file_poll_wait_seconds=args.model_config_file_poll_wait_seconds,
     )
-    metrics = Metrics([c.name for c in configs])
+    metrics = Metrics(manager)  # label values follow live config reloads
     batcher = None
     if args.enable_batching:
         batcher = Batcher(
@@ -344,7 +355,7 @@ def build_app(args, configs):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         manager.start()
-        async with serve_grpc(args, manager, executor, batcher):
+        async with serve_grpc(args, manager, executor, batcher, metrics):
             yield
         logger.info("shutting down: in-flight requests have finished")
         manager.stop()

@@ -271,7 +271,12 @@ BAD_REQUESTS = [
         400,
         "Malformed request: POST /v1/models/dense/versions/x:predict",
     ),
-    ("dense/labels/nope", b'{"instances": [[1,2,3,4]]}', 404, "label"),
+    (
+        "dense/labels/nope",
+        b'{"instances": [[1,2,3,4]]}',
+        400,
+        "Unrecognized servable version label",
+    ),
 ]
 
 
@@ -288,7 +293,6 @@ def test_bad_requests(server, model, body, status, message):
     [
         "/v1/models/nope",
         "/v1/models/dense/versions/7",
-        "/v1/models/dense/labels/x/metadata",
         "/nowhere",
     ],
 )
@@ -296,6 +300,13 @@ def test_not_found_is_json(server, path):
     reply = requests.get(server.url + path)
     assert reply.status_code == 404
     assert "error" in reply.json()
+
+
+def test_unknown_label_is_a_400_as_in_tf_serving(server):
+    # TF Serving's ServerCore answers an undefined label with INVALID_ARGUMENT.
+    reply = requests.get(server.url + "/v1/models/dense/labels/x/metadata")
+    assert reply.status_code == 400
+    assert reply.json() == {"error": "Unrecognized servable version label: x"}
 
 
 def test_oversize_body_is_413(server):
@@ -400,3 +411,11 @@ def test_latency_regression(server):
     assert min(medians) < 0.010, (
         f"p50 per round: {[round(m * 1e3, 2) for m in medians]} ms"
     )
+
+
+@pytest.mark.parametrize("digits", [400, 4000, 5000])
+def test_integer_too_big_for_a_float_input_is_a_400(server, digits):
+    body = b'{"instances": [[' + b"9" * digits + b", 1, 2, 3]]}"
+    reply = requests.post(f"{server.url}/v1/models/dense:predict", data=body)
+    assert reply.status_code == 400, reply.text
+    assert "error" in reply.json()

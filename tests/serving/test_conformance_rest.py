@@ -248,11 +248,6 @@ def test_predict_request_errors(url, body, message):
     error(post(url, HALF_PLUS_TWO + ":predict", body), 400, message)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kerasdl answers 404 for an unknown label; TF Serving 400. The status "
-    "comes from model_manager.py/app.py, outside this suite's files.",
-)
 def test_predict_with_a_nonexistent_version_label(url):
     path = f"{HALF_PLUS_TWO}/labels/Version_Nonexistent:predict"
     error(

@@ -532,3 +532,34 @@ def test_grpc_flags():
     with pytest.raises(ValueError, match="key=value pairs"):
         parse_channel_arguments("grpc.max_connection_age_ms")
     assert parse_channel_arguments("k=99999999999") == [("k", "99999999999")]
+
+
+def _grpc_count(served, api, code):
+    text = requests.get(f"{served.url}/monitoring/prometheus/metrics").text
+    prefix = "kerasdl_serving_request_count_total{"
+    for line in text.splitlines():
+        if (
+            line.startswith(prefix)
+            and f'api="{api}"' in line
+            and f'code="{code}"' in line
+            and 'model_name="dense"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_grpc_calls_are_counted_in_the_metrics(served):
+    before_ok = _grpc_count(served, "grpc_predict", "OK")
+    before_error = _grpc_count(served, "grpc_predict", "NOT_FOUND")
+    rows = np.zeros((1, 4), "float32")
+    for _ in range(3):
+        served.prediction.Predict(
+            _predict_request("dense", {"features": rows}), TIMEOUT
+        )
+    with pytest.raises(grpc.RpcError) as caught:
+        served.prediction.Predict(
+            _predict_request("dense", {"features": rows}, version=99), TIMEOUT
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _grpc_count(served, "grpc_predict", "OK") == before_ok + 3
+    assert _grpc_count(served, "grpc_predict", "NOT_FOUND") == before_error + 1
