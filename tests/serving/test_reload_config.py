@@ -5,6 +5,8 @@ import threading
 import time
 
 import pytest
+import requests
+from conftest import ServerProcess
 
 from kerasdl.serving.config import ConfigError, ModelConfig
 from kerasdl.serving.model_manager import (
@@ -218,3 +220,27 @@ def _b_available(manager):
         return manager.servable("b").version == 1
     except NotFoundError:
         return False
+
+
+def test_server_re_reads_its_config_file_live(model_base, tmp_path):
+    """`--model_config_file_poll_wait_seconds`: a model added to the file is served."""
+    entry = "config {{ name: '{0}' base_path: '{1}/{0}' }}"
+    config = tmp_path / "models.config"
+    config.write_text(f"model_config_list {{ {entry.format('dense', model_base)} }}")
+    process = ServerProcess(
+        f"--model_config_file={config}",
+        "--model_config_file_poll_wait_seconds=0.3",
+        "--file_system_poll_wait_seconds=0.3",
+        log_path=tmp_path / "server.log",
+    )
+    try:
+        process.wait_available(["dense"])
+        assert requests.get(f"{process.url}/v1/models/text").status_code == 404
+        both = entry.format("dense", model_base) + entry.format("text", model_base)
+        config.write_text(f"model_config_list {{ {both} }}")
+        process.wait_available(["text"], timeout=60)
+        status = requests.get(f"{process.url}/v1/models/text").json()
+        assert status["model_version_status"][0]["state"] == "AVAILABLE"
+        assert requests.get(f"{process.url}/v1/models/dense").status_code == 200
+    finally:
+        process.stop()
