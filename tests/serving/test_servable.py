@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import export_dense, export_recipe, export_text
 
 from kerasdl.serving.servable import LoadError, Servable
@@ -32,6 +33,32 @@ def test_fast_path_matches_signature(tmp_path, export):
     assert set(fast) == set(slow) == set(signature.outputs)
     for key in slow:
         assert fast[key].dtype == slow[key].dtype
+        np.testing.assert_array_equal(fast[key], slow[key])
+
+
+# `servable._flat_caller` calls a loaded function's graph through TensorFlow
+# internals (430 -> 320 us per LeNet call, docs/serving.md "Performance"), with the
+# public call as fallback. These are the TensorFlow versions it was checked on: a
+# new TensorFlow fails here until the internal path is checked again (and this
+# tuple extended) or dropped.
+INTERNAL_CALL_CHECKED_ON = ("2.21.",)
+
+
+def test_internal_call_path_is_taken_on_the_pinned_tensorflow(tmp_path):
+    assert tf.__version__.startswith(INTERNAL_CALL_CHECKED_ON), (
+        f"TensorFlow {tf.__version__}: check servable._flat_caller's internal call "
+        f"(checked on {INTERNAL_CALL_CHECKED_ON}) and extend the tuple, or drop it"
+    )
+    export_dense(str(tmp_path / "1"))
+    signature = Servable.load(str(tmp_path / "1"), "m", 1).signatures["serving_default"]
+    caller = signature.fast_function[0]
+    assert caller.__name__ == "call", "the internal path was not taken"
+    inputs = {
+        key: np.ones(tuple(2 if d is None else d for d in info.shape), "float32")
+        for key, info in signature.inputs.items()
+    }
+    fast, slow = signature.run(inputs), signature.run_signature(inputs)
+    for key in slow:
         np.testing.assert_array_equal(fast[key], slow[key])
 
 
