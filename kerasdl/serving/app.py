@@ -74,21 +74,11 @@ _INT64_MAX = 2**63 - 1
 
 _JSON = b"application/json"
 _HTML = b"text/html; charset=utf-8"
-_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 
 
 def _tf_message(error):
-    """A TF op error's message without graph internals."""
-    message = getattr(error, "message", None) or str(error)
-    lines = [
-        _TF_NOISE.sub("", line).split("[[")[0].split("[Op:")[0].strip()
-        for line in message.splitlines()
-        if line.strip()
-        and not line.startswith((" ", "\t"))
-        and not line.startswith(("Graph execution error", "Detected at node"))
-    ]
-    lines = [line for line in lines if line]
-    return (lines[-1] if lines else type(error).__name__)[:500]
+    """A TF op error's message without graph internals, at most 500 characters."""
+    return codec.tf_message(error)[:500]
 
 
 def _may_have_bools(body):

@@ -8,6 +8,7 @@ before it passes these checks.
 import base64
 import binascii
 import json
+import re
 
 import numpy as np
 
@@ -39,6 +40,24 @@ class RequestError(Exception):
     def __init__(self, message, status=400):
         super().__init__(message)
         self.status = status
+
+
+_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
+
+
+def tf_message(error):
+    """A TensorFlow error's message without graph internals (node names, stacks):
+    the last meaningful line, as REST's and gRPC's error answers both show it."""
+    message = getattr(error, "message", None) or str(error)
+    lines = [
+        _TF_NOISE.sub("", line).split("[[")[0].split("[Op:")[0].strip()
+        for line in message.splitlines()
+        if line.strip()
+        and not line.startswith((" ", "\t"))
+        and not line.startswith(("Graph execution error", "Detected at node"))
+    ]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else type(error).__name__
 
 
 # Python's json error messages -> rapidjson's, which TF Serving answers with.

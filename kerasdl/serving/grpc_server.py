@@ -28,7 +28,6 @@ scores = tf.make_ndarray(stub.Predict(request, 10.0).outputs["output_0"])
 import asyncio
 import logging
 import os
-import re
 import time
 
 import grpc
@@ -47,7 +46,7 @@ from tensorflow_serving.apis import (
 )
 
 from kerasdl.serving import grpc_codec
-from kerasdl.serving.codec import RequestError
+from kerasdl.serving.codec import RequestError, tf_message
 from kerasdl.serving.grpc_codec import StatusError, invalid_argument
 from kerasdl.serving.model_manager import NotFoundError, UnknownLabelError
 from kerasdl.serving.servable import (
@@ -63,7 +62,6 @@ SIGNATURE_DEF_FIELD = "signature_def"
 INLINE_REQUEST_BYTES = 64 * 1024
 # TF Serving's ToGRPCStatus cuts messages at 1024 characters.
 _MESSAGE_LIMIT = 1024
-_TF_NOISE = re.compile(r"\{\{function_node [^}]*\}\}\s*")
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _HTTP_CODES = {
     404: grpc.StatusCode.NOT_FOUND,
@@ -99,20 +97,6 @@ def parse_channel_arguments(text):
     return options
 
 
-def _tf_message(error):
-    """A TensorFlow error's message without graph internals (node names, stacks)."""
-    message = getattr(error, "message", None) or str(error)
-    lines = [
-        _TF_NOISE.sub("", line).split("[[")[0].split("[Op:")[0].strip()
-        for line in message.splitlines()
-        if line.strip()
-        and not line.startswith((" ", "\t"))
-        and not line.startswith(("Graph execution error", "Detected at node"))
-    ]
-    lines = [line for line in lines if line]
-    return lines[-1] if lines else type(error).__name__
-
-
 def _raised_by_tensorflow(error):
     """True when TensorFlow raised `error` (its own class, or a builtin from its code)."""
     if "tensorflow" in type(error).__module__:
@@ -139,12 +123,12 @@ def status_of(error):
         code = _HTTP_CODES.get(error.status, grpc.StatusCode.INVALID_ARGUMENT)
         if error.status >= 500 and error.status != 503:
             code = grpc.StatusCode.INTERNAL
-        message = _tf_message(error)
+        message = tf_message(error)
     elif isinstance(error, tf.errors.OpError):
         code = _CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
-        message = _tf_message(error)
+        message = tf_message(error)
     elif isinstance(error, (ValueError, TypeError)) and _raised_by_tensorflow(error):
-        code, message = grpc.StatusCode.INVALID_ARGUMENT, _tf_message(error)
+        code, message = grpc.StatusCode.INVALID_ARGUMENT, tf_message(error)
     else:
         logger.error("gRPC request failed", exc_info=error)
         code = grpc.StatusCode.INTERNAL
