@@ -3,7 +3,6 @@
 import collections
 import logging
 import os
-import re
 import time
 
 import numpy as np
@@ -182,16 +181,18 @@ class Signature:
             mismatch = self._shape_mismatch(inputs)
             if mismatch is None:
                 raise
-            from kerasdl.serving.codec import RequestError
+            from kerasdl.serving.codec import RequestError, tf_message
 
-            message = str(getattr(error, "message", error))
-            message = re.sub(r"\{\{[^}]*\}\}\s*", "", message).strip().splitlines()
-            detail = message[0][:300] if message else type(error).__name__
-            raise RequestError(f"{mismatch}: {detail}") from error
+            raise RequestError(f"{mismatch}: {tf_message(error)[:300]}") from error
         self._recent_seconds.append(time.perf_counter() - started)
         return result
 
     def _run_fast(self, inputs):
+        # The flat call skips the concrete function's argument handling: a shape
+        # the signature does not declare takes the public call, so it gets exactly
+        # what the signature does with it (an error, or the graph's answer).
+        if self._shape_mismatch(inputs) is not None:
+            return self.run_signature(inputs)
         call, input_order, output_keys = self.fast_function
         tensors = self._tensors(inputs)
         flat = call([tensors[key] for key in input_order])
@@ -247,16 +248,15 @@ def _probe_inputs(signature):
     return probe
 
 
-def _find_fast_path(loaded, signature):
-    """Finds the exported `serve` concrete function behind `serving_default`.
+def _serve_candidate(loaded, signature):
+    """`(serve's concrete function, input order, flat output keys)` or None.
 
     Keras' `model.export` writes both `serve` (a tf.function) and the
     `serving_default` signature that wraps it; the signature layer flattens and
-    renames outputs (`output_0`, ... or the dict's keys). We call `serve`'s concrete
-    function directly only when its inputs map one-to-one onto the signature's
-    inputs by name (or there is a single input), its outputs map onto the
-    signature's output names the way TF names them, and one probe call gives the
-    same outputs as the signature. Otherwise the signature is used.
+    renames outputs (`output_0`, ... or the dict's keys). `serve` qualifies when its
+    inputs map one-to-one onto the signature's inputs by name (or there is a single
+    input) and its outputs map onto the signature's output names the way TF names
+    them.
     """
     serve = getattr(loaded, "serve", None)
     concrete = getattr(serve, "concrete_functions", None) or []
@@ -286,6 +286,49 @@ def _find_fast_path(loaded, signature):
         output_keys = [f"output_{i}" for i in range(len(tf.nest.flatten(structured)))]
     if sorted(output_keys) != sorted(signature.outputs):
         return None
+    return function, input_order, output_keys
+
+
+def _signature_candidate(signature):
+    """`(the signature's concrete function, input order, output keys)` or None.
+
+    A loaded signature takes keyword tensors and returns a dict; flat, both come
+    in tf.nest's (sorted) key order. This covers signatures that compute more than
+    `serve` returns (the recipes' `class_id` beside `probabilities`).
+    """
+    function = signature.function
+    structure = getattr(function, "structured_input_signature", None)
+    outputs = getattr(function, "structured_outputs", None)
+    if structure is None or not isinstance(outputs, dict):
+        return None
+    args, kwargs = structure
+    if args or sorted(kwargs) != sorted(signature.inputs):
+        return None
+    if not all(isinstance(spec, tf.TensorSpec) for spec in kwargs.values()):
+        return None
+    if sorted(outputs) != sorted(signature.outputs):
+        return None
+    input_order = tf.nest.flatten({key: key for key in kwargs})
+    output_keys = tf.nest.flatten({key: key for key in outputs})
+    return function, input_order, output_keys
+
+
+def _find_fast_path(loaded, signature):
+    """A flat call of the graph behind a signature, proven equal to the signature.
+
+    The candidate is the exported `serve` concrete function when it backs
+    `serving_default` (see `_serve_candidate`), else the signature's own concrete
+    function (`_signature_candidate`): either way the graph is called with flat
+    tensors (`_flat_caller`), skipping the public call's argument binding and
+    conversion. It is used only when one probe call gives the same outputs as the
+    signature; otherwise the signature is called as it is.
+    """
+    candidate = _serve_candidate(loaded, signature)
+    if candidate is None:
+        candidate = _signature_candidate(signature)
+    if candidate is None:
+        return None
+    function, input_order, output_keys = candidate
     probe = _probe_inputs(signature)
     if probe is None:
         return None
@@ -552,7 +595,7 @@ class Servable:
                 signature.name,
                 "run in a TF1 session"
                 if tf1
-                else "fast path via the exported `serve` function"
+                else "flat graph call (fast path)"
                 if signature.fast_function
                 else "called through the signature",
             )

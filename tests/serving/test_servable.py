@@ -98,3 +98,60 @@ def test_tf1_signatures_take_any_shape_their_graph_takes():
         {"x": np.float32([[1.0, 2.0], [3.0, 4.0]])}
     )  # declared [-1,1]
     np.testing.assert_array_equal(outputs["y"], [[2.5, 3.0], [3.5, 4.0]])
+
+
+def _recipe_export(tmp_path):
+    """The recipes' classifier export: `serving_default` adds `class_id` to `serve`."""
+    import keras
+
+    from kerasdl.export import export_saved_model
+
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(flat))
+    return export_saved_model(
+        model, str(tmp_path), input_shape=(8, 8, 1), input_dtype="float32"
+    ).path
+
+
+def test_signature_that_is_not_serve_gets_the_flat_call(tmp_path):
+    servable = Servable.load(_recipe_export(tmp_path), "m", 1)
+    signature = servable.signatures["serving_default"]
+    assert sorted(signature.outputs) == ["class_id", "probabilities"]
+    assert signature.fast_function is not None
+    inputs = {"images": np.random.default_rng(0).uniform(0, 16, (5, 8, 8, 1))}
+    fast, slow = signature.run(inputs), signature.run_signature(inputs)
+    for key in slow:
+        assert fast[key].dtype == slow[key].dtype
+        np.testing.assert_array_equal(fast[key], slow[key])
+
+
+def test_undeclared_shape_takes_the_checked_public_call(tmp_path):
+    # The flat call skips the function's own shape checks; a shape the signature
+    # does not declare must still be refused, naming both shapes.
+    from kerasdl.serving.codec import RequestError
+
+    servable = Servable.load(_recipe_export(tmp_path), "m", 1)
+    signature = servable.signatures["serving_default"]
+    with pytest.raises(RequestError, match=r"declares shape \[-1,8,8,1\].*\[2,8,4,1\]"):
+        signature.run({"images": np.zeros((2, 8, 4, 1), "float32")})
+
+
+def test_undeclared_shape_is_left_to_the_graph_as_by_the_public_call(tmp_path):
+    # As in TF Serving, the graph decides which shapes it takes: an elementwise
+    # graph answers a (2, 3) batch for a signature of (-1, 4). Such a request
+    # takes the public call, so it gets exactly what the signature computes.
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.f = tf.function(
+        lambda x: {"y": x * module.scale},
+        input_signature=[tf.TensorSpec((None, 4), tf.float32, name="x")],
+    )
+    path = str(tmp_path / "1")
+    tf.saved_model.save(module, path, signatures={"serving_default": module.f})
+    signature = Servable.load(path, "m", 1).signatures["serving_default"]
+    assert signature.fast_function is not None
+    for shape in [(2, 4), (2, 3)]:
+        x = np.ones(shape, "float32")
+        np.testing.assert_array_equal(signature.run({"x": x})["y"], 2 * x)
+        np.testing.assert_array_equal(signature.run_signature({"x": x})["y"], 2 * x)
