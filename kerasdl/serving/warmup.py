@@ -16,8 +16,6 @@ import logging
 import os
 import time
 
-import numpy as np
-
 logger = logging.getLogger("kerasdl.serving")
 
 WARMUP_FILE_NAME = "tf_serving_warmup_requests"
@@ -59,23 +57,6 @@ def _run_predict(servable, request, path):
     signature.run(inputs)
 
 
-def _serialized_examples(request_input):
-    """An `Input` proto -> object array of serialized `tf.Example`s (context merged)."""
-    which = request_input.WhichOneof("kind")
-    if which == "example_list":
-        examples = [e.SerializeToString() for e in request_input.example_list.examples]
-    elif which == "example_list_with_context":
-        listing = request_input.example_list_with_context
-        context = listing.context.SerializeToString()
-        # Concatenated serialized protos parse as their merge: context + example.
-        examples = [context + e.SerializeToString() for e in listing.examples]
-    else:
-        examples = []
-    array = np.empty((len(examples),), dtype=object)
-    array[:] = examples
-    return array
-
-
 def _run_examples(servable, model_spec, request_input, path, method):
     signature = _signature(servable, model_spec, path)
     if len(signature.inputs) != 1:
@@ -84,11 +65,14 @@ def _run_examples(servable, model_spec, request_input, path, method):
             f"which takes {len(signature.inputs)} inputs; expected one string input",
             "INVALID_ARGUMENT",
         )
-    examples = _serialized_examples(request_input)
-    if not len(examples):
+    from kerasdl.serving import grpc_codec
+
+    try:
+        examples = grpc_codec.serialized_examples(request_input)
+    except grpc_codec.StatusError:  # "Input is empty."
         raise _load_error(
             f"{path}: warm-up {method} request has no examples", "INVALID_ARGUMENT"
-        )
+        ) from None
     signature.run({next(iter(signature.inputs)): examples})
 
 
