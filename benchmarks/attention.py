@@ -36,12 +36,17 @@ thresholds pinned, `--repeats 40`, two runs (ms per step):
     causal 32x128         48.47    51.52   0.94    60.52    59.05   1.02    55.83      1.08
     cross 32x64<-128      28.70    31.29   0.92    37.18    36.83   1.01    36.45      1.02
 
-TF graph: 0.89-0.95x the built-in. XLA: 1.00-1.03x, inside this harness's
+A third run: 0.89 / 0.94 / 0.95 (graph), 1.02 / 1.00 / 1.05 (XLA).
+
+TF graph: 0.89-0.95x the built-in. XLA: 1.00-1.05x, inside this harness's
 run-to-run noise: an A/A run (kerasdl vs two Keras layers, 40 repeats,
 XLA) gave kerasdl/Keras 0.98 and 0.99 (self), 1.00 and 1.00 (causal), and
-Keras/Keras 1.014. Under XLA the layers compile to the same einsums
-(`EinsumDense` projections, scaled query, float32 softmax). Against
-PyTorch CPU under XLA: 1.00-1.09x.
+Keras/Keras 1.014. Keras' layer computes unmasked attention with
+`ops.dot_product_attention` (`tf.einsum`); ours uses the einsum path, which
+Keras' TF backend lowers to transposes and batched matmuls: faster in graph
+mode, level under XLA. Routing our unmasked case through
+`dot_product_attention` measured 1.035x (graph) and 1.016x (XLA) of Keras
+in one ad-hoc run, worse in both. Against PyTorch CPU under XLA: 0.98-1.09x.
 """
 
 import argparse
