@@ -335,9 +335,8 @@ class ServingApp:
 
     @staticmethod
     def _signature(servable, data):
+        # `codec.parse_json` has refused a `signature_name` that is not a string.
         name = data.get("signature_name", DEFAULT_SIGNATURE)
-        if not isinstance(name, str):
-            raise RequestError("'signature_name' must be a string")
         signature = servable.signatures.get(name)
         if signature is None:
             raise RequestError(
@@ -390,7 +389,7 @@ class ServingApp:
     def _runs_inline(self, servable, data):
         """True when the signature this request names is known to be quick."""
         name = data.get("signature_name", DEFAULT_SIGNATURE)
-        signature = servable.signatures.get(name) if isinstance(name, str) else None
+        signature = servable.signatures.get(name)
         seconds = None if signature is None else signature.seconds
         return seconds is not None and seconds < self.inline_run_seconds
 
