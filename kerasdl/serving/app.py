@@ -47,15 +47,15 @@ from starlette.requests import ClientDisconnect
 from kerasdl.serving import codec
 from kerasdl.serving.codec import RequestError
 from kerasdl.serving.model_manager import NotFoundError, UnknownLabelError
-from kerasdl.serving.servable import DEFAULT_SIGNATURE
+from kerasdl.serving.servable import (
+    DEFAULT_SIGNATURE,
+    INLINE_PARSE_BYTES,
+    INLINE_RUN_SECONDS,
+)
 
 logger = logging.getLogger("kerasdl.serving")
 
 # Bodies below this are parsed on the event loop; bigger ones in the thread pool.
-INLINE_PARSE_BYTES = 64 * 1024
-# A small request runs on the event loop, without two thread hand-offs, when its
-# signature's calls have been taking less than this (see `Signature.seconds`).
-INLINE_RUN_SECONDS = 0.002
 
 # TF Serving's URL grammar (http_rest_api_util.cc): RE2 `(?i)` patterns, matched
 # in full against the raw (still percent-encoded) path.
@@ -390,8 +390,7 @@ class ServingApp:
         """True when the signature this request names is known to be quick."""
         name = data.get("signature_name", DEFAULT_SIGNATURE)
         signature = servable.signatures.get(name)
-        seconds = None if signature is None else signature.seconds
-        return seconds is not None and seconds < self.inline_run_seconds
+        return signature is not None and signature.is_quick(self.inline_run_seconds)
 
     async def infer(self, headers, chunks, name, version, label, method):
         """Answers one inference request: `(HTTP status, JSON payload bytes)`.

@@ -52,6 +52,8 @@ from kerasdl.serving.model_manager import NotFoundError, UnknownLabelError
 from kerasdl.serving.servable import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
+    INLINE_PARSE_BYTES,
+    INLINE_RUN_SECONDS,
     REGRESS_METHOD,
 )
 
@@ -59,7 +61,6 @@ logger = logging.getLogger("kerasdl.serving")
 
 SIGNATURE_DEF_FIELD = "signature_def"
 # Requests up to this size may run on the event loop (see `inline_run_seconds`).
-INLINE_REQUEST_BYTES = 64 * 1024
 # TF Serving's ToGRPCStatus cuts messages at 1024 characters.
 _MESSAGE_LIMIT = 1024
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -227,7 +228,7 @@ class PredictionServicer(
         executor,
         max_tensor_bytes=32 << 20,
         batcher=None,
-        inline_run_seconds=0.002,
+        inline_run_seconds=INLINE_RUN_SECONDS,
         metrics=None,
     ):
         _Service.__init__(self, manager, executor, metrics)
@@ -236,11 +237,9 @@ class PredictionServicer(
         self.inline_run_seconds = inline_run_seconds
 
     def _quick(self, signature, request):
-        seconds = signature.seconds
         return (
-            seconds is not None
-            and seconds < self.inline_run_seconds
-            and request.ByteSize() <= INLINE_REQUEST_BYTES
+            signature.is_quick(self.inline_run_seconds)
+            and request.ByteSize() <= INLINE_PARSE_BYTES
         )
 
     async def _run(self, signature, request, function, *args):
@@ -569,7 +568,7 @@ def build_server(
     max_message_bytes=32 << 20,
     channel_arguments=(),
     batcher=None,
-    inline_run_seconds=0.002,
+    inline_run_seconds=INLINE_RUN_SECONDS,
     metrics=None,
 ):
     """An unstarted `grpc.aio.Server` with both services, bound to `host:port`.

@@ -20,6 +20,14 @@ REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"
 
 
+# A request body of at most this many bytes is parsed on the event loop (REST and
+# gRPC alike); a small request runs there too, without two thread hand-offs, when
+# its signature's calls have been taking less than INLINE_RUN_SECONDS
+# (`Signature.is_quick`).
+INLINE_PARSE_BYTES = 64 * 1024
+INLINE_RUN_SECONDS = 0.002
+
+
 class LoadError(Exception):
     """A version that cannot be served; `code` is a TF Serving error code name."""
 
@@ -117,6 +125,11 @@ class Signature:
     def seconds(self):
         recent = sorted(self._recent_seconds)
         return recent[len(recent) // 2] if recent else None
+
+    def is_quick(self, limit):
+        """Whether recent calls took a median under `limit` seconds (False before any)."""
+        seconds = self.seconds
+        return seconds is not None and seconds < limit
 
     def to_json(self):
         return {
