@@ -43,7 +43,7 @@ demo: $(STAMP)
 	$(PY) -m kerasdl train lenet --dataset digits
 
 study: $(STAMP)
-	$(PY) -m recipes.regularization_study
+	$(PY) -m kerasdl.studies.regularization
 
 test: test-tensorflow test-jax
 

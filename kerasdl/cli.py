@@ -1,12 +1,14 @@
 """The `kerasdl` command: train a recipe, list the recipes, serve an exported model.
 
-    kerasdl train lenet --dataset digits --epochs 10    # = python -m recipes.lenet ...
+    kerasdl train lenet --dataset digits --epochs 10  # = python -m kerasdl.recipes.lenet
     kerasdl list
     kerasdl serve ...                                    # see `kerasdl serve --help`
 
 Also runnable as `python -m kerasdl`. Exit statuses: 0 success, 1 unexpected error,
-2 bad usage (unknown recipe or flag), 3 training diverged (NaN/inf loss; nothing
-exported, last good checkpoint kept), 4 dataset not found, 130 interrupted.
+2 bad usage (unknown recipe, bad flag or path, busy or mismatched workdir), 3 training
+diverged (NaN/inf loss; nothing exported, last good checkpoint kept), 4 dataset not
+found, 5 disk full (finished work kept), 130 interrupted. See
+`kerasdl.tasks.exit_codes`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ USAGE = """usage: kerasdl {train,list,serve} ...
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `kerasdl` console script; returns the exit status."""
-    from kerasdl.training import exit_codes
+    from kerasdl.tasks import exit_codes
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -41,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(argv: list[str]) -> int:
-    from kerasdl.training import exit_codes
-    from recipes import get_recipe
+    from kerasdl.recipes import get_recipe
+    from kerasdl.tasks import exit_codes
 
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: kerasdl train RECIPE [flags]   (kerasdl list shows the recipes)")
@@ -54,11 +56,11 @@ def train(argv: list[str]) -> int:
     except ValueError as error:
         return _usage_error(str(error))
     module = recipe.load()
-    return module.run(argv[1:], prog=f"kerasdl train {recipe.name}")
+    return module.main(argv[1:], prog=f"kerasdl train {recipe.name}")
 
 
 def list_recipes(argv: list[str]) -> int:
-    from recipes import RECIPES
+    from kerasdl.recipes import RECIPES
 
     if argv:
         return _usage_error(f"list takes no arguments, got {' '.join(argv)!r}")
@@ -80,7 +82,7 @@ def _target(recipe) -> str:
 
 def serve(argv: list[str]) -> int:
     """Delegates to `kerasdl.serving`, imported only now so `train` never needs it."""
-    from kerasdl.training import ArgumentParser
+    from kerasdl.tasks.command_line import ArgumentParser
 
     try:
         from kerasdl.serving import add_serve_arguments, run_from_args

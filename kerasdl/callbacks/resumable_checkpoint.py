@@ -43,8 +43,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
       that whole epoch from its start. With deterministic ops and a seeded input
       pipeline fed as one stream (see `kerasdl.training.resumable_stream`), a
       resumed run ends with exactly the same weights as an uninterrupted one.
-    * When `fit` finishes normally the directory is marked completed; the next
-      `restore()` then starts a fresh run instead of resuming a finished one.
+    * When `fit` finishes normally the directory is marked completed (unless
+      `complete_on_train_end=False`, for a caller that marks completion itself with
+      `mark_completed()` once the trained model is safely used, e.g. exported); the
+      next `restore()` then starts a fresh run instead of resuming a finished one.
 
     Call `restore()` after `compile()` and before `fit()`, pass the epoch it
     returns as `fit(initial_epoch=...)`, and list this callback after the callbacks
@@ -63,6 +65,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             plus `best_weights`. Defaults to `None`.
         save: whether this process writes checkpoints (set `False` on non-chief
             workers of a multi-worker run). Defaults to `True`.
+        complete_on_train_end: mark the directory completed when `fit` ends.
+            Defaults to `True`.
 
     Example:
 
@@ -80,6 +84,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         metadata=None,
         track_callbacks=None,
         save=True,
+        complete_on_train_end=True,
     ):
         super().__init__()
         if int(keep) < 1:
@@ -89,6 +94,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.metadata = dict(metadata or {})
         self.track_callbacks = list(track_callbacks or [])
         self.save = bool(save)
+        self.complete_on_train_end = bool(complete_on_train_end)
         self.last_saved_epoch = None
         self.restored_epoch = 0
 
@@ -116,6 +122,28 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.restored_epoch = epoch
             return epoch
         return 0
+
+    def restore_from(self, path, model=None) -> dict:
+        """Loads the checkpoint file `path` (e.g. one written by `write(name=...)`)
+        into `model`; returns its header (`epochs_completed`, `metadata`, `extra`)."""
+        model = model or self.model
+        if model is not None:
+            self.set_model(model)
+        state = self._read(path)
+        self._check_metadata(state["metadata"], path)
+        self._load_state(state)
+        return {k: v for k, v in state.items() if k != "arrays"}
+
+    def restore_callbacks(self) -> None:
+        """Puts the restored state into the tracked callbacks now (`fit` does it in
+        `on_train_begin`; call this when a restored run skips `fit`)."""
+        self._apply_callback_states()
+
+    def mark_completed(self) -> None:
+        """Marks the directory completed: the next `restore()` starts afresh."""
+        os.makedirs(self.directory, exist_ok=True)
+        with open(os.path.join(self.directory, _COMPLETED), "w") as f:
+            f.write(f"{self.last_saved_epoch or 0}\n")
 
     def checkpoints(self) -> list[tuple[int, str]]:
         """Returns [(epochs completed, path)] of the checkpoints on disk, oldest first."""
@@ -154,13 +182,24 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.write(epoch + 1)
 
     def on_train_end(self, logs=None):
-        if self.save and self.last_saved_epoch is not None:
-            with open(os.path.join(self.directory, _COMPLETED), "w") as f:
-                f.write(f"{self.last_saved_epoch}\n")
+        if (
+            self.save
+            and self.complete_on_train_end
+            and self.last_saved_epoch is not None
+        ):
+            self.mark_completed()
 
     # ------------------------------------------------------------------- write
-    def write(self, epochs_completed: int) -> str:
-        """Atomically writes a checkpoint after `epochs_completed` epochs."""
+    def write(self, epochs_completed: int, name=None, extra=None) -> str:
+        """Atomically writes a checkpoint after `epochs_completed` epochs.
+
+        Args:
+            epochs_completed: epochs trained so far.
+            name: the file name. Defaults to `None`: `epoch-<N>.npz`, one of the
+                checkpoints `restore()` reads and `keep` prunes; any other name is
+                neither (read it with `restore_from`).
+            extra: JSON-serialisable dict stored in the header. Defaults to `None`.
+        """
         arrays = {}
         for i, variable in enumerate(self.model.variables):
             arrays[f"model/{i:05d}"] = np.asarray(variable.numpy())
@@ -185,10 +224,12 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             "epochs_completed": int(epochs_completed),
             "metadata": self.metadata,
             "callbacks": callback_states,
+            "extra": extra or {},
         }
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
 
-        path = os.path.join(self.directory, f"epoch-{epochs_completed:05d}.npz")
+        path = os.path.join(self.directory, name or f"epoch-{epochs_completed:05d}.npz")
+        os.makedirs(self.directory, exist_ok=True)
         tmp_path = os.path.join(self.directory, f".tmp-{uuid.uuid4().hex}.npz")
         try:
             with open(tmp_path, "wb") as f:
@@ -200,9 +241,10 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         finally:
             if os.path.exists(tmp_path):
                 os.remove(tmp_path)
-        self.last_saved_epoch = int(epochs_completed)
-        for _, old in self.checkpoints()[: -self.keep]:
-            os.remove(old)
+        if name is None:
+            self.last_saved_epoch = int(epochs_completed)
+            for _, old in self.checkpoints()[: -self.keep]:
+                os.remove(old)
         return path
 
     @staticmethod
@@ -262,6 +304,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             "keep": self.keep,
             "metadata": self.metadata,
             "save": self.save,
+            "complete_on_train_end": self.complete_on_train_end,
         }
 
 

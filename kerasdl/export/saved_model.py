@@ -7,7 +7,7 @@
       2/  ...
 
 The SavedModel is first written into a hidden temporary directory in the same base
-(`.tmp-<uuid>`, which TensorFlow Serving ignores because it is not a number), checked by
+(`.tmp-<pid>-<uuid>`, which TensorFlow Serving ignores because it is not a number), checked by
 reloading it with plain `tf.saved_model.load` and comparing its predictions with the
 in-memory model, and only then renamed into place with one `os.rename`. A crash at any
 point leaves either no new version or a complete one; an existing version is never

@@ -2,8 +2,9 @@
 
 `export_signatures` writes the same layout as `kerasdl.export.export_saved_model`
 (`<base_dir>/<N>/` with `assets.extra/model_card.json` and, given example inputs,
-`assets.extra/tf_serving_warmup_requests`, written into `.tmp-<uuid>`, checked, then
-renamed into place by `rename_into_place`), but the caller chooses the endpoints: a text classifier's `serving_default(text)`, a translator's
+`assets.extra/tf_serving_warmup_requests`, written into `.tmp-<pid>-<uuid>`, checked, then
+renamed into place by `rename_into_place`), but the caller chooses the endpoints: a
+text classifier's `serving_default(text)`, a translator's
 `beam_decode` and `greedy_decode`, ...
 """
 
@@ -22,6 +23,48 @@ from kerasdl.export.saved_model import (
     rename_into_place,
 )
 from kerasdl.export.warmup import write_warmup_requests
+
+TMP_PREFIX = ".tmp-"  # + "<pid>-<uuid>": TF Serving ignores it (not a number).
+
+
+def remove_stale_exports(base_dir: str | os.PathLike) -> list[str]:
+    """Removes the temporary directories of exports whose process is gone.
+
+    An export writes into `<base_dir>/.tmp-<pid>-<uuid>` and renames it into place;
+    a process killed in between leaves that directory behind. This removes those
+    whose `pid` is no longer running on this machine (another run's export in
+    progress is left alone). Returns the paths removed.
+
+    Example:
+
+    >>> remove_stale_exports("saved_models/lenet")  # doctest: +SKIP
+    []
+    """
+    removed = []
+    if not os.path.isdir(base_dir):
+        return removed
+    for name in os.listdir(base_dir):
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and _running(int(pid)):
+            continue
+        path = os.path.join(base_dir, name)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Someone else's live process.
+        return True
+    return True
 
 
 def export_signatures(
@@ -80,7 +123,7 @@ def export_signatures(
         check_weights_finite(item)
     base_dir = Path(base_dir)
     base_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = base_dir / f".tmp-{uuid.uuid4().hex}"
+    tmp_dir = base_dir / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
     try:
         archive = keras.export.ExportArchive()
         for item in track:

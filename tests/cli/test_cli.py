@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from kerasdl import cli
-from recipes import RECIPES
+from kerasdl.recipes import RECIPES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,6 +73,7 @@ def test_unknown_dataset_exits_2(tmp_path, capsys):
 
 
 def test_missing_tfds_dataset_exits_4_with_advice(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()  # A data directory without the dataset.
     status = cli.main(
         [
             "train",

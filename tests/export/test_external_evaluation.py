@@ -24,9 +24,9 @@ OUTSIDER = textwrap.dedent("""
 
 
 def test_plain_tensorflow_reproduces_the_model_card_accuracy(tmp_path, capsys):
-    import recipes.lenet
+    import kerasdl.recipes.lenet
 
-    status = recipes.lenet.run(
+    status = kerasdl.recipes.lenet.main(
         [
             "--epochs",
             "2",

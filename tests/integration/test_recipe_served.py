@@ -27,12 +27,12 @@ def _free_port():
 
 @pytest.fixture(scope="module")
 def lenet_export(tmp_path_factory):
-    import recipes.lenet
+    import kerasdl.recipes.lenet
 
     tmp = tmp_path_factory.mktemp("lenet")
     argv = ["--epochs", "1", "--limit", "120", "--verbose", "0"]
     argv += ["--workdir", str(tmp / "run"), "--output", str(tmp / "models")]
-    assert recipes.lenet.run(argv) == 0
+    assert kerasdl.recipes.lenet.main(argv) == 0
     return tmp / "models" / "lenet"
 
 

@@ -1,4 +1,4 @@
-"""Runs `recipes.lenet` with an injected fault; used by test_fault_tolerance.py.
+"""Runs `kerasdl.recipes.lenet` with an injected fault; used by test_fault_tolerance.py.
 
     python tests/training/fault_injection.py MODE [recipe flags...]
 
@@ -51,9 +51,9 @@ def main():
 
         ResumableCheckpoint.on_epoch_begin = poison
 
-    import recipes.lenet
+    import kerasdl.recipes.lenet
 
-    sys.exit(recipes.lenet.run(argv))
+    sys.exit(kerasdl.recipes.lenet.main(argv))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import os
 import keras
 import pytest
 
-from kerasdl import training
+from kerasdl import plots, training
+from kerasdl.tasks import command_line
 
 
 @dataclasses.dataclass
@@ -21,8 +22,8 @@ class Config:
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    training.add_config_arguments(parser, Config())
-    return training.config_from_args(Config(), parser.parse_args(argv))
+    command_line.add_config_arguments(parser, Config())
+    return command_line.config_from_args(Config(), parser.parse_args(argv))
 
 
 def test_flags_follow_the_dataclass():
@@ -47,10 +48,10 @@ def test_flags_follow_the_dataclass():
 def test_read_history_keeps_the_last_row_of_a_replayed_epoch(tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("epoch,loss,val_loss\n0,2.0,2.1\n1,1.5,1.6\n1,1.4,1.5\n2,1.0,1.2\n")
-    history = training.read_history(log)
+    history = plots.read_history(log)
     assert history["epoch"] == [1, 2, 3]
     assert history["loss"] == [2.0, 1.4, 1.0]
-    png = training.plot_learning_curves(history, tmp_path / "curves.png")
+    png = plots.plot_learning_curves(history, tmp_path / "curves.png")
     assert os.path.getsize(png) > 1000
 
 

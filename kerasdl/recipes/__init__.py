@@ -1,0 +1,106 @@
+"""The recipe zoo: one module per recipe, each a task config and a thin `main`.
+
+A recipe is a configuration of a task pipeline (`kerasdl.tasks`): `lenet.py` is
+`image_classification.ImageClassificationConfig(model="lenet", epochs=15, ...)`.
+`RECIPES` maps a recipe name to its module, the dataset it trains on by default and
+the test score its default config is built to reach there; `kerasdl list` prints it,
+`kerasdl train <name>` runs it (as does `python -m kerasdl.recipes.<name>`), and the
+tests parametrize over it. A new recipe is a module here plus one entry below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """A registry entry: `module` defines `CONFIG`, `TASK` and `main(argv, prog)`."""
+
+    name: str
+    module: str
+    dataset: str
+    target: float | None  # Test score the default config is built to reach.
+    description: str
+    task: str = "image classification"
+    metric: str = "accuracy"  # What `target` measures: "accuracy" or "bleu".
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+def _image(name, dataset, target, description):
+    return Recipe(name, f"kerasdl.recipes.{name}", dataset, target, description)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in [
+        _image("lenet", "digits", 0.95, "LeNet-5 (LeCun et al., 1998)"),
+        _image("alexnet", "digits", 0.95, "AlexNet (Krizhevsky et al., 2012)"),
+        _image("vgg11", "digits", 0.95, "VGG-11 (Simonyan & Zisserman, 2014)"),
+        _image("vgg16", "digits", 0.95, "VGG-16 (Simonyan & Zisserman, 2014)"),
+        _image("nin", "digits", 0.95, "Network in Network (Lin et al., 2013)"),
+        _image(
+            "googlenet",
+            "digits",
+            0.95,
+            "GoogLeNet / Inception v1 (Szegedy et al., 2014)",
+        ),
+        _image("resnet18", "digits", 0.95, "ResNet-18 (He et al., 2015)"),
+        _image("resnet34", "digits", 0.95, "ResNet-34 (He et al., 2015)"),
+        _image(
+            "resnet50", "digits", 0.95, "ResNet-50, bottleneck blocks (He et al., 2015)"
+        ),
+        Recipe(
+            "rnn_intent",
+            "kerasdl.recipes.rnn_intent",
+            "banking77",
+            0.85,
+            "Bidirectional GRU intent classifier, raw strings in",
+            "text classification",
+        ),
+        Recipe(
+            "transformer_intent",
+            "kerasdl.recipes.transformer_intent",
+            "banking77",
+            0.88,
+            "Transformer encoder intent classifier, raw strings in",
+            "text classification",
+        ),
+        Recipe(
+            "seq2seq_attention",
+            "kerasdl.recipes.seq2seq_attention",
+            "fra_eng",
+            18.0,
+            "GRU seq2seq + Bahdanau attention, en->fr",
+            "translation",
+            "bleu",
+        ),
+        Recipe(
+            "transformer_translate",
+            "kerasdl.recipes.transformer_translate",
+            "fra_eng",
+            25.0,
+            "Encoder-decoder Transformer, en->fr",
+            "translation",
+            "bleu",
+        ),
+    ]
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """Returns the registry entry `name`; ValueError listing the known names if absent."""
+    if name not in RECIPES:
+        raise ValueError(
+            f"Unknown recipe {name!r}. Known recipes: {', '.join(sorted(RECIPES))}."
+        )
+    return RECIPES[name]
+
+
+def default_dataset(name: str) -> str | None:
+    """The dataset recipe `name` trains on by default (`None` for an unknown name)."""
+    recipe = RECIPES.get(name)
+    return recipe.dataset if recipe else None
