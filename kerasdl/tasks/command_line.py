@@ -19,6 +19,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 import types
@@ -201,12 +202,7 @@ def run_with_exit_codes(function, *args, **kwargs) -> int:
         )
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            return _fail(
-                exit_codes.NO_SPACE,
-                f"error: no space left on the device while writing "
-                f"{error.filename or 'a file'}; everything finished before is kept: "
-                "free some space and rerun the same command.",
-            )
+            return _no_space(error.filename)
         if error.errno in (
             errno.EACCES,
             errno.EROFS,
@@ -223,10 +219,27 @@ def run_with_exit_codes(function, *args, **kwargs) -> int:
             )
         traceback.print_exc()
         return exit_codes.ERROR
-    except Exception:  # noqa: BLE001 -- anything else: traceback, status 1.
+    except Exception as error:  # noqa: BLE001 -- anything else: traceback, status 1.
+        # TensorFlow's own writers (TensorBoard events, SavedModel) report a full
+        # disk as a TensorFlow error, not an OSError.
+        full = _NO_SPACE.search(str(error))
+        if full:
+            return _no_space(full.group(1))
         traceback.print_exc()
         return exit_codes.ERROR
     return exit_codes.OK
+
+
+_NO_SPACE = re.compile(r"(\S+)?;? No space left on device")
+
+
+def _no_space(filename) -> int:
+    return _fail(
+        exit_codes.NO_SPACE,
+        f"error: no space left on the device while writing {filename or 'a file'}; "
+        "everything finished before is kept: free some space and rerun the same "
+        "command.",
+    )
 
 
 def configure_logging(verbose: bool = True) -> None:
