@@ -4,6 +4,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import logging
+import math
 import os
 import socket
 import sys
@@ -160,11 +161,30 @@ def _add_limit_arguments(parser):
     )
 
 
+def _flag_error(flag, expected, value):
+    """The one-line error for a flag out of range: the flag, what it takes, the value."""
+    return ValueError(f"--{flag} must be {expected}. Received: {flag}={value}")
+
+
+def _check_positive(args, flag, default, integer=True):
+    """The flag's value; ValueError unless it is > 0 (and finite, for a float)."""
+    value = getattr(args, flag, default)
+    if not (value > 0 and math.isfinite(value)):
+        raise _flag_error(flag, "> 0" if integer else "a finite number > 0", value)
+    return value
+
+
 def http_limits(args):
     """The validated `HttpLimits` from the flags; ValueError if a flag is out of range."""
     from kerasdl.serving.http_protocol import HttpLimits
 
     connections = getattr(args, "max_connections", 0)
+    if connections < 0:
+        raise _flag_error(
+            "max_connections",
+            "0 (half the open-file limit, at most 1000) or a positive number",
+            connections,
+        )
     if connections == 0:
         connections = 1000
         try:
@@ -175,16 +195,13 @@ def http_limits(args):
                 connections = max(1, min(connections, files // 2))
         except ImportError:  # not on Unix
             pass
-    keep_alive = getattr(args, "keep_alive_timeout_seconds", 5.0)
-    if keep_alive <= 0:
-        raise ValueError(
-            "--keep_alive_timeout_seconds must be > 0. "
-            f"Received: keep_alive_timeout_seconds={keep_alive}"
-        )
+    _check_positive(args, "keep_alive_timeout_seconds", 5.0, integer=False)
     return HttpLimits(
-        max_header_bytes=getattr(args, "max_header_bytes", 65536),
-        max_header_count=getattr(args, "max_header_count", 100),
-        request_timeout_seconds=getattr(args, "request_timeout_seconds", 60.0),
+        max_header_bytes=_check_positive(args, "max_header_bytes", 65536),
+        max_header_count=_check_positive(args, "max_header_count", 100),
+        request_timeout_seconds=_check_positive(
+            args, "request_timeout_seconds", 60.0, integer=False
+        ),
         max_connections=connections,
     )
 
@@ -220,17 +237,14 @@ def grpc_options(args):
 
     port = getattr(args, "port", 0)
     if not 0 <= port < 65536:
-        raise ValueError(f"--port must be in [0, 65535]. Received: port={port}")
+        raise _flag_error("port", "0 (gRPC off) or in [1, 65535]", port)
     if port and port == args.rest_api_port:
         raise ValueError(
             f"--port and --rest_api_port must differ. Received: both {port}"
         )
     size = getattr(args, "grpc_max_message_bytes", DEFAULT_MAX_BODY_BYTES)
     if not 0 < size < 2**31:
-        raise ValueError(
-            "--grpc_max_message_bytes must be in [1, 2147483647]. "
-            f"Received: grpc_max_message_bytes={size}"
-        )
+        raise _flag_error("grpc_max_message_bytes", "in [1, 2147483647]", size)
     return port, parse_channel_arguments(getattr(args, "grpc_channel_arguments", ""))
 
 
@@ -306,8 +320,44 @@ def _tensorflow_threads(args):
         ("tensorflow_inter_op_parallelism", inter),
     ):
         if value < 0:
-            raise ValueError(f"--{flag} must be >= 0. Received: {flag}={value}")
+            raise _flag_error(flag, "0 (TensorFlow picks) or a positive number", value)
     return intra, inter
+
+
+def check_flags(args):
+    """Checks the flags `http_limits`, `grpc_options` and `_tensorflow_threads` do not.
+
+    Raises ValueError naming the first flag out of range, what it accepts and the
+    value received. The batching flags are checked only with `--enable_batching`
+    (TF Serving ignores them without it).
+    """
+    port = getattr(args, "rest_api_port", 8501)
+    if not 0 <= port < 65536:
+        raise _flag_error("rest_api_port", "in [0, 65535]", port)
+    if getattr(args, "workers", 1) < 1:
+        raise _flag_error("workers", ">= 1", args.workers)
+    size = getattr(args, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+    if size < 1:
+        raise _flag_error("max_body_bytes", ">= 1", size)
+    threads = getattr(args, "num_inference_threads", 0)
+    if threads < 0:
+        raise _flag_error(
+            "num_inference_threads",
+            "0 (2 per CPU, at most 8) or a positive number",
+            threads,
+        )
+    grace = getattr(args, "graceful_shutdown_seconds", 30.0)
+    if not (grace >= 0 and math.isfinite(grace)):
+        raise _flag_error("graceful_shutdown_seconds", "a finite number >= 0", grace)
+    if getattr(args, "enable_batching", False):
+        for flag, least in (
+            ("max_batch_size", 1),
+            ("batch_timeout_micros", 0),
+            ("num_batch_threads", 1),
+        ):
+            value = getattr(args, flag)
+            if value < least:
+                raise _flag_error(flag, f">= {least}", value)
 
 
 def _configure_tensorflow(args):
@@ -524,10 +574,7 @@ def run_from_args(args):
     _configure_logging(args.log_level)
     try:
         configs = model_configs_from_args(args)
-        if args.workers < 1:
-            raise ValueError(
-                f"--workers must be >= 1. Received: workers={args.workers}"
-            )
+        check_flags(args)
         grpc_options(args)
         http_limits(args)  # checked before any model loads
         if args.workers > 1:

@@ -244,9 +244,19 @@ def test_a_burst_of_clients_under_the_cap_is_served(server):
     [
         ("--max_header_bytes=0", "--max_header_bytes must be > 0"),
         ("--max_header_count=-1", "--max_header_count must be > 0"),
-        ("--request_timeout_seconds=0", "--request_timeout_seconds must be > 0"),
-        ("--max_connections=-5", "--max_connections must be > 0"),
-        ("--keep_alive_timeout_seconds=0", "--keep_alive_timeout_seconds must be > 0"),
+        (
+            "--request_timeout_seconds=0",
+            "--request_timeout_seconds must be a finite number > 0",
+        ),
+        (
+            "--max_connections=-5",
+            "--max_connections must be 0 (half the open-file limit, at most 1000) "
+            "or a positive number. Received: max_connections=-5",
+        ),
+        (
+            "--keep_alive_timeout_seconds=0",
+            "--keep_alive_timeout_seconds must be a finite number > 0",
+        ),
     ],
 )
 def test_limit_flags_are_validated(capsys, tmp_path, flag, message):
