@@ -97,3 +97,124 @@ def test_more_than_tf_serving_reads_is_refused(tmp_path):
         write_warmup_requests(
             tmp_path, [("serving_default", {"x": np.zeros(1)})] * 1001
         )
+
+
+# --- string-input exports: the text classifier and the translator --------------------
+
+
+def _text_classifier(texts):
+    from kerasdl.models.text_classifier import rnn_text_classifier
+
+    keras.utils.set_random_seed(0)
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=20, output_sequence_length=6, name="text_vectorization"
+    )
+    vectorizer.adapt(tf.constant(texts))
+    return rnn_text_classifier(vectorizer, 3, embedding_dim=4, units=4, dropout=0.0)
+
+
+def _translator():
+    from kerasdl.data.text_translation import standardize_text
+    from kerasdl.export import Translator
+    from kerasdl.models.seq2seq import Seq2SeqAttention
+
+    keras.utils.set_random_seed(0)
+    sources = tf.constant(["I am cold.", "Hello!", "Who are you?"])
+    targets = tf.constant(
+        ["[start] j'ai froid . [end]", "[start] salut ! [end]", "[start] qui ? [end]"]
+    )
+
+    def vectorizer(length, name):
+        return keras.layers.TextVectorization(
+            standardize=None,
+            split="whitespace",
+            output_sequence_length=length,
+            name=name,
+        )
+
+    source, target = vectorizer(6, "source"), vectorizer(7, "target")
+    source.adapt(standardize_text(sources))
+    target.adapt(targets)
+    model = Seq2SeqAttention(
+        source.vocabulary_size(), target.vocabulary_size(), embedding_dim=4, units=4
+    )
+    model({"source": source(standardize_text(sources)), "target_in": target(targets)[:, :-1]})
+    return Translator(model, source, target, 7)
+
+
+def _string_requests(logs):
+    """`(signature, model name, texts)` of each record, which must all be Predict
+    requests with one DT_STRING `text` input of shape (batch,)."""
+    out = []
+    for log in logs:
+        assert log.WhichOneof("log_type") == "predict_log"
+        request = log.predict_log.request
+        assert list(request.inputs) == ["text"]
+        proto = request.inputs["text"]
+        assert proto.dtype == tf.string.as_datatype_enum
+        assert [d.size for d in proto.tensor_shape.dim] == [len(proto.string_val)]
+        out.append(
+            (
+                request.model_spec.signature_name,
+                request.model_spec.name,
+                tf.make_ndarray(proto).tolist(),
+            )
+        )
+    return out
+
+
+def test_text_classifier_export_writes_string_requests(tmp_path):
+    texts = [f"sentence number {i} about {w}" for i, w in enumerate("abcdefghij")]
+    path = export.export_text_classifier(
+        _text_classifier(texts),
+        tmp_path / "intent",
+        class_names=["a", "b", "c"],
+        verification_texts=texts,
+    )
+    requests = _string_requests(_read(f"{path}/{WARMUP_PATH}"))
+    encoded = [t.encode() for t in texts]
+    assert requests == [
+        ("serving_default", "intent", encoded[:1]),
+        ("serving_default", "intent", encoded[:8]),
+    ]
+
+
+def test_text_classifier_default_texts_give_requests_of_one_and_three(tmp_path):
+    texts = ["hello there", "a longer test sentence"]
+    path = export.export_text_classifier(
+        _text_classifier(texts), tmp_path / "intent", class_names=["a", "b", "c"]
+    )
+    requests = _string_requests(_read(f"{path}/{WARMUP_PATH}"))
+    assert [r[2] for r in requests] == [
+        [b"hello"],
+        [b"hello", b"", b"a longer test sentence"],
+    ]
+
+
+def test_translator_export_writes_one_request_per_signature(tmp_path):
+    path = export.export_translator(
+        _translator(), tmp_path / "translate", beam_size=2
+    )
+    requests = _string_requests(_read(f"{path}/{WARMUP_PATH}"))
+    one, two = [b"I am cold."], [b"I am cold.", b"Hello!"]
+    assert requests == [
+        ("serving_default", "translate", one),
+        ("beam_decode", "translate", one),
+        ("greedy_decode", "translate", one),
+        ("serving_default", "translate", two),
+    ]
+
+
+def test_translator_export_with_one_text_writes_no_larger_batch(tmp_path):
+    path = export.export_translator(
+        _translator(),
+        tmp_path / "translate",
+        beam_size=2,
+        verification_texts=["Hello!"],
+    )
+    requests = _string_requests(_read(f"{path}/{WARMUP_PATH}"))
+    assert [(r[0], r[2]) for r in requests] == [
+        ("serving_default", [b"Hello!"]),
+        ("beam_decode", [b"Hello!"]),
+        ("greedy_decode", [b"Hello!"]),
+    ]

@@ -267,3 +267,73 @@ def test_server_replays_the_warmup_file(tmp_path):
         assert "replayed 3 warm-up records" in server.log_text()
     finally:
         server.stop()
+
+
+def _export_tests():
+    """tests/export/test_warmup_requests.py, for its small string-input models."""
+    import importlib.util
+
+    path = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        "export",
+        "test_warmup_requests.py",
+    )
+    spec = importlib.util.spec_from_file_location("_export_warmup_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_server_replays_string_warmup_before_available(tmp_path):
+    """The text classifier's and the translator's warm-up files (DT_STRING Predict
+    requests, several signatures) replay in `kerasdl serve` before AVAILABLE."""
+    from kerasdl import export
+
+    builders = _export_tests()
+    texts = [f"sentence number {i} about {w}" for i, w in enumerate("abcdefghij")]
+    export.export_text_classifier(
+        builders._text_classifier(texts),
+        tmp_path / "intent",
+        class_names=["a", "b", "c"],
+        verification_texts=texts,
+    )
+    export.export_translator(
+        builders._translator(), tmp_path / "translate", beam_size=2
+    )
+    config = tmp_path / "models.config"
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f"  config {{ name: '{name}' base_path: '{tmp_path / name}' "
+            "model_platform: 'tensorflow' }\n"
+            for name in ("intent", "translate")
+        )
+        + "}\n"
+    )
+    server = ServerProcess(
+        f"--model_config_file={config}", log_path=tmp_path / "server.log"
+    )
+    try:
+        server.wait_available(["intent", "translate"])
+        log = server.log_text()
+        for name, records in (("intent", 2), ("translate", 4)):
+            replayed = log.index(f"{name} version 1: replayed {records} warm-up records")
+            assert replayed < log.index(f"{name} version 1 is AVAILABLE"), log
+        import requests
+
+        reply = requests.post(
+            f"{server.url}/v1/models/intent:predict",
+            json={"instances": ["sentence number 3"]},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"][0]["label"] in ("a", "b", "c")
+        reply = requests.post(
+            f"{server.url}/v1/models/translate/versions/1:predict",
+            json={"signature_name": "greedy_decode", "instances": ["Hello!"]},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        assert isinstance(reply.json()["predictions"][0], str)
+    finally:
+        server.stop()
