@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import sys
 
-USAGE = """usage: kerasdl {train,list,serve} ...
+USAGE = """usage: kerasdl {train,list,study,serve} ...
 
   kerasdl train RECIPE [flags]   train, evaluate and export a recipe
                                  (kerasdl train RECIPE --help lists its flags)
   kerasdl list                   every recipe, its dataset and expected accuracy
-  kerasdl serve [flags]          serve exported SavedModels over HTTP
+  kerasdl study list | NAME      measure what the articles claim (kerasdl study list)
+  kerasdl serve [flags]          serve exported SavedModels over HTTP and gRPC
 """
 
 
@@ -39,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         return list_recipes(rest)
     if command == "serve":
         return serve(rest)
-    return _usage_error(f"unknown command {command!r}; expected train, list or serve")
+    if command == "study":
+        from kerasdl.studies.command_line import main as study
+
+        return study(rest)
+    return _usage_error(
+        f"unknown command {command!r}; expected train, list, study or serve"
+    )
 
 
 def train(argv: list[str]) -> int:
