@@ -538,10 +538,41 @@ def _floats(array, digits):
     return np.array(short, dtype=np.float64).reshape(array.shape).tolist()
 
 
+def _half_floats(array):
+    """float16 / bfloat16 values with the fewest digits that read back as the same
+    value of that dtype (`0.1` for float16 0.0999755859375, not float32's
+    `0.0999755859`): nested lists of Python floats.
+
+    TF Serving's REST API cannot write these dtypes (400 "Failed to write JSON
+    value for tensor type: half"); kerasdl writes them (docs/serving.md).
+    """
+    if array.dtype == np.float16:  # numpy's shortest round-trip repr, in C
+        return array.astype(str).astype(np.float64).tolist()
+    flat = array.ravel()
+    with np.errstate(invalid="ignore"):  # bfloat16 NaN -> float64 warns
+        values = flat.astype(np.float64)
+    short = values.tolist()
+    pending = np.flatnonzero(np.isfinite(values))
+    # bfloat16's max_digits10 is 4; 9 (float32's) always reads back exactly.
+    for digits in (1, 2, 3, 4, 9):
+        if not pending.size:
+            break
+        candidates = np.array(
+            [float(f"{v:.{digits}g}") for v in values[pending].tolist()]
+        )
+        same = candidates.astype(array.dtype) == flat[pending]
+        for index, value in zip(pending[same].tolist(), candidates[same].tolist()):
+            short[index] = value
+        pending = pending[~same]
+    return np.array(short, dtype=np.float64).reshape(array.shape).tolist()
+
+
 def _json_ready(array, key):
     """An output array as JSON-able lists; strings as text or {"b64": ...}."""
     kind = array.dtype.kind
-    if kind == "f" and array.dtype.itemsize < 8 or array.dtype.name == "bfloat16":
+    if array.dtype == np.float16 or array.dtype.name == "bfloat16":
+        return _half_floats(array)
+    if kind == "f" and array.dtype.itemsize < 8:
         return _floats(array, 9)
     if kind == "c" or kind == "V" and array.dtype.name != "bfloat16":
         raise RequestError(

@@ -5,6 +5,7 @@ the expected tensors, JSON or error substrings are theirs); see
 tests/serving/testdata/SOURCE.md for the commit they come from.
 """
 
+import decimal
 import json
 
 import numpy as np
@@ -322,6 +323,73 @@ def test_float64_outputs_are_written_as_float64():
     assert text({"y": np.float64([2.05, 0.1, 1 / 3])}, True) == (
         '{"predictions":[2.05,0.1,0.3333333333333333]}'
     )
+
+
+def test_float16_outputs_are_written_with_float16_digits_allow_listed():
+    # Allow-listed. TF Serving answers 400 "Failed to write JSON value for tensor
+    # type: half" (json_tensor.cc writes no DT_HALF); kerasdl writes the values
+    # with the fewest digits that read back as the same float16 (0.1, not
+    # float16's exact 0.0999755859375 or float32's 0.0999755859).
+    values = np.float16([[0.1, 1 / 3, 2.05], [65504, 6e-8, -1000.5], [0, -0.0, 1]])
+    assert text({"y": values}, False) == (
+        '{"outputs":[[0.1,0.3333,2.05],[65500.0,6e-08,-1000.5],[0.0,-0.0,1.0]]}'
+    )
+    parsed = json.loads(text({"y": values}, True))["predictions"]
+    assert np.float16(parsed).tobytes() == values.tobytes()
+    assert text({"y": np.float16([np.nan, np.inf, -np.inf])}, True) == (
+        '{"predictions":[NaN,Infinity,-Infinity]}'
+    )
+
+
+def test_bfloat16_outputs_are_written_with_bfloat16_digits_allow_listed():
+    # Allow-listed, as float16: TF Serving answers 400 "... tensor type: bfloat16".
+    import ml_dtypes
+
+    values = np.array(
+        [0.1, 1 / 3, 2.05, 65536, 6e-8, -1000, np.nan, -np.inf], ml_dtypes.bfloat16
+    )
+    written = text({"y": values}, True)
+    assert written == (
+        '{"predictions":[0.1,0.334,2.05,65500.0,6e-08,-1000.0,NaN,-Infinity]}'
+    )
+    every = np.arange(2**16, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    finite = every[np.isfinite(every.astype(np.float32))]
+    parsed = json.loads(text({"y": finite}, True))["predictions"]
+    assert np.array(parsed).astype(ml_dtypes.bfloat16).tobytes() == finite.tobytes()
+    digits = {len(decimal.Decimal(repr(v)).normalize().as_tuple().digits) for v in parsed}
+    assert max(digits) == 4  # bfloat16's max_digits10
+
+
+def test_half_precision_and_uint16_inputs_are_read_allow_listed():
+    # Allow-listed. TF Serving answers 501 "Conversion of JSON Value: 1.5 to type:
+    # half" (AddValueToTensor has no DT_HALF, DT_BFLOAT16 or DT_UINT16 case);
+    # kerasdl reads them as it reads float32 and int32.
+    import ml_dtypes
+
+    inputs, _ = decode('{"instances": [1.5, 0.1]}', default="DT_HALF")
+    assert_tensor(inputs["default"], "float16", [1.5, 0.1])
+    inputs, _ = decode('{"instances": [1.5, 0.1]}', default="DT_BFLOAT16")
+    assert inputs["default"].dtype == ml_dtypes.bfloat16
+    assert inputs["default"].tobytes() == (
+        np.array([1.5, 0.1], ml_dtypes.bfloat16).tobytes()
+    )
+    inputs, _ = decode('{"instances": [0, 65535]}', default="DT_UINT16")
+    assert_tensor(inputs["default"], "uint16", [0, 65535])
+    refused('{"instances": [65536]}', "out of its range", default="DT_UINT16")
+
+
+def test_uint16_outputs_are_written_allow_listed():
+    # Allow-listed. TF Serving answers 400 "... tensor type: uint16" (its writer
+    # has no DT_UINT16 case); kerasdl writes the integers.
+    assert text({"y": np.uint16([0, 7, 65535])}, True) == '{"predictions":[0,7,65535]}'
+
+
+def test_complex_outputs_are_refused_as_tf_serving():
+    for dtype in ("complex64", "complex128"):
+        with pytest.raises(
+            RequestError, match=f"Failed to write JSON value for tensor type: {dtype}"
+        ):
+            text({"y": np.zeros(2, dtype)}, True)
 
 
 def test_from_json_single_float_tensor_non_finite():
