@@ -56,6 +56,28 @@ def seed(default=0):
     return _field(default, min=0, max=SEED_MAX)
 
 
+def dataset(default, names: str, help=None):
+    """A dataset name, one of `names` ("module:NAME" of a tuple, imported when
+    checked, e.g. `"kerasdl.data.image_dataset:IMAGE_DATASETS"`).
+
+    Checked before the workdir is opened, so a typo never reaches the loaders (or
+    the export directory, whose name the dataset is part of).
+    """
+    return _field(default, help, one_of=names)
+
+
+def model(default, names: str, help=None):
+    """A model name, one of `names` ("module:NAME" of a registry, e.g.
+    `"kerasdl.models:MODELS"`), checked before any data is loaded."""
+    return _field(default, help, one_of=names)
+
+
+def vocabulary_size(default, help=None, maximum=10_000_000):
+    """A `TextVectorization` `max_tokens`: at least 2, the padding and the
+    out-of-vocabulary token (Keras refuses fewer)."""
+    return _field(default, help, min=2, max=maximum)
+
+
 def fraction(default, help=None):
     """A rate in [0, 1): dropout, label smoothing, momentum."""
     return _field(default, help, min=0, below=1)
