@@ -87,6 +87,17 @@ def positive(default, help=None, maximum=None):
     return _field(default, help, min=1, max=maximum)
 
 
+def steps_per_execution(default=1):
+    """Batches per compiled call: changes speed only, so it may change on resume."""
+    return _field(
+        default,
+        "batches per compiled training call",
+        min=1,
+        max=100_000,
+        resume=True,
+    )
+
+
 def data_dir():
     return _field(None, "tensorflow-datasets directory", path="input", resume=True)
 
