@@ -83,6 +83,39 @@ def _debug_string(value):
     return text[:256]
 
 
+# A JSON string, or a non-finite number as rapidjson's kParseNanAndInfFlag spells it.
+_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?)(NaN|Inf(?:inity)?)', re.DOTALL)
+
+
+def _python_spelling(match):
+    if match.group(2) is None:
+        return match.group(0)  # a string: left alone
+    return "NaN" if match.group(2) == "NaN" else match.group(1) + "Infinity"
+
+
+def _parse_as_rapidjson(body):
+    """The body's first JSON document, read as TF Serving's rapidjson flags read it.
+
+    `kParseStopWhenDoneFlag`: what follows the document is ignored.
+    `kParseNanAndInfFlag`: `Inf`, `-Inf` and `-NaN` are numbers too (Python reads
+    only `NaN`, `Infinity` and `-Infinity`). Errors are those of the body as sent.
+    """
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        body = bytes(body).decode(json.detect_encoding(body))
+    start = len(body) - len(body.lstrip(" \t\n\r"))
+    decoder = json.JSONDecoder()
+    try:
+        return decoder.raw_decode(body, start)[0]
+    except json.JSONDecodeError:
+        rewritten = _NON_FINITE.sub(_python_spelling, body)
+        if rewritten != body:
+            try:
+                return decoder.raw_decode(rewritten, start)[0]
+            except json.JSONDecodeError:
+                pass
+        raise
+
+
 def parse_json(body):
     """Parses a request body into a JSON object (NaN and Infinity allowed, as TF Serving).
 
@@ -103,7 +136,7 @@ def parse_json(body):
             data = None  # NaN, Infinity, big integers, deep nesting: see below
     if not isinstance(data, dict):
         try:
-            data = json.loads(body)
+            data = _parse_as_rapidjson(body)
         except UnicodeDecodeError as error:
             raise RequestError(
                 f"JSON Parse error: Invalid encoding in string. at offset: {error.start}"

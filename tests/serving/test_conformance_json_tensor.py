@@ -86,6 +86,60 @@ def test_deeply_nested_malformed():
     refused(body, "nested too deeply", default="DT_INT32")
 
 
+# TF Serving's ParseJson reads the body with rapidjson's kParseStopWhenDoneFlag and
+# kParseNanAndInfFlag: the first JSON document is the request and whatever follows
+# it is ignored; NaN, Inf, Infinity, -Inf, -Infinity (and -NaN) are numbers.
+
+
+@pytest.mark.parametrize(
+    "trailer", [" xyz", '{"instances": [2.0]}', "]", "\x00", "\n\n[1, 2]"]
+)
+def test_content_after_the_document_is_ignored(trailer):
+    inputs, row = decode('{"instances": [1.0]}' + trailer, default="DT_FLOAT")
+    assert row
+    assert_tensor(inputs["default"], "float32", [1.0])
+
+
+def test_a_document_cut_short_is_still_refused():
+    refused('{"instances": [1.0]', "JSON Parse error: ", default="DT_FLOAT")
+    refused(" xyz", "JSON Parse error: Invalid value. at offset: 1", default="DT_FLOAT")
+
+
+def test_rapidjson_non_finite_spellings():
+    body = '{"instances": [Inf, -Inf, Infinity, -Infinity, NaN, -NaN]} trailer'
+    inputs, _ = decode(body, default="DT_FLOAT")
+    values = inputs["default"]
+    assert values.dtype == np.float32
+    assert values[:4].tolist() == [np.inf, -np.inf, np.inf, -np.inf]
+    assert np.isnan(values[4:]).all()
+    # Strings that spell them are left alone.
+    data = codec.parse_json(b'{"signature_name": "Inf \\" -NaN", "instances": [Inf]}')
+    assert data == {"signature_name": 'Inf " -NaN', "instances": [float("inf")]}
+
+
+@pytest.mark.parametrize("token", ["Infinit", "Infx", "-Nan", "nan", "inf"])
+def test_misspelled_non_finite_values_are_refused(token):
+    refused('{"instances": [%s]}' % token, "JSON Parse error: ", default="DT_FLOAT")
+
+
+def test_allow_listed_invalid_utf8_is_refused():
+    # Allow-listed. TF Serving's rapidjson does not validate the encoding, so raw
+    # non-UTF-8 bytes inside a string reach a DT_STRING input as they are; kerasdl
+    # answers 400 (api_rest.md: JSON is UTF-8, binary values travel as b64).
+    refused(
+        b'{"instances": ["caf\xe9"]}',
+        "JSON Parse error: Invalid encoding in string. at offset: 19",
+        default="DT_STRING",
+    )
+
+
+def test_allow_listed_a_repeated_key_takes_the_last_value():
+    # Allow-listed. rapidjson's FindMember takes the first of repeated keys;
+    # Python's JSON parsers (and so kerasdl) the last.
+    inputs, _ = decode('{"instances": [1.0], "instances": [2.0, 3.0]}', x="DT_FLOAT")
+    assert_tensor(inputs["x"], "float32", [2.0, 3.0])
+
+
 def test_mixed_input_for_float_tensor():
     inputs, _ = decode(
         '{"instances": [1, 2.0, 3, 4, 5.003, 0.007, 0.0]}', default="DT_FLOAT"

@@ -328,6 +328,15 @@ def test_api_rest_non_finite_values(url):
     assert reply.text.replace(" ", "") == '{"predictions":[2.5,NaN,Infinity]}'
 
 
+def test_body_read_with_rapidjsons_flags(url):
+    # TF Serving parses with kParseNanAndInfFlag (Inf and -Inf are numbers too) and
+    # kParseStopWhenDoneFlag (what follows the first document is ignored).
+    body = '{"instances": [1.0, Inf, -Inf]}\n{"instances": "ignored"'
+    reply = post(url, HALF_PLUS_TWO + ":predict", body)
+    assert reply.status_code == 200, reply.text
+    assert reply.text.replace(" ", "") == '{"predictions":[2.5,Infinity,-Infinity]}'
+
+
 # --- the cases: what TF Serving answers ---------------------------------------
 
 
