@@ -16,6 +16,7 @@ that differs slightly from TensorFlow's own kernels. A value you set yourself
 
 import importlib
 import os
+import sys
 
 # TensorFlow's C++ start-up logging would bury the one-line errors of the CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +24,39 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports Keras (and TensorFlow) with file descriptor 2 pointed at /dev/null.
+
+    Only when kerasdl runs as a command (`kerasdl ...`, `python -m kerasdl...`):
+    TensorFlow's C++ start-up lines ("All log messages before absl::InitializeLog()
+    is called are written to STDERR", "oneDNN custom operations are on", ...) are
+    written before any logging setting applies (`TF_CPP_MIN_LOG_LEVEL` does not
+    silence them) and would bury the command's one-line errors. Set
+    `KERASDL_TF_STARTUP_LOGS=1` to see them. Nothing is hidden after the import; an
+    import that fails raises as usual once stderr is restored.
+    """
+    command = sys.argv[0] if sys.argv else ""
+    if (
+        os.environ.get("KERASDL_TF_STARTUP_LOGS")
+        or "keras" in sys.modules
+        or not (command == "-m" or os.path.basename(command) == "kerasdl")
+    ):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_import_tensorflow_quietly()
 
 from kerasdl import (
     callbacks,  # noqa: F401

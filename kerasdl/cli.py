@@ -53,9 +53,14 @@ def train(argv: list[str]) -> int:
     from kerasdl.recipes import get_recipe
     from kerasdl.tasks import exit_codes
 
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        return _usage_error(
+            "train needs a recipe name: kerasdl train RECIPE [flags] "
+            "(kerasdl list shows the recipes)"
+        )
+    if argv[0] in ("-h", "--help"):
         print("usage: kerasdl train RECIPE [flags]   (kerasdl list shows the recipes)")
-        return exit_codes.OK if argv else exit_codes.USAGE
+        return exit_codes.OK
     if argv[0].startswith("-"):
         return _usage_error(f"expected a recipe name before the flags, got {argv[0]!r}")
     try:

@@ -27,6 +27,7 @@ Files written by `run`:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -42,8 +43,10 @@ CHOICES_NORMALIZATION = ("default", "none", "batch", "layer", "instance", "group
 class ImageClassificationConfig:
     """Every hyperparameter of an image-classification run."""
 
-    model: str = "lenet"
-    dataset: str = field(default="digits", metadata={"help": "kerasdl.data name"})
+    model: str = fields.model("lenet", "kerasdl.models:MODELS")
+    dataset: str = fields.dataset(
+        "digits", "kerasdl.data.image_dataset:IMAGE_DATASETS", "kerasdl.data name"
+    )
     epochs: int = fields.epochs(30)
     batch_size: int = fields.batch_size(64)
     optimizer: str = field(
@@ -81,7 +84,7 @@ class ImageClassificationConfig:
         default=False,
         metadata={"help": "XLA (on CPU mostly compile time)", "resume": True},
     )
-    steps_per_execution: int = fields.positive(1, maximum=100_000)
+    steps_per_execution: int = fields.steps_per_execution()
     data_dir: str | None = fields.data_dir()
     download: bool = fields.download()
     limit: int | None = fields.limit()
@@ -155,7 +158,11 @@ def build_model(config: ImageClassificationConfig, data):
             config.model, data.input_shape, data.num_classes, **kwargs
         )
     except (ValueError, KeyError, TypeError) as error:
-        raise UsageError(error) from None
+        raise UsageError(
+            f"cannot build {config.model!r} with --model-options "
+            f"{json.dumps(config.model_options)} (and --normalization, --dropout, "
+            f"--weight-decay): {error}"
+        ) from None
 
 
 def compile_model(model, config: ImageClassificationConfig, data) -> None:

@@ -41,8 +41,8 @@ class TextClassificationConfig:
     """Every hyperparameter of an intent (text classification) run."""
 
     model: str = field(default="rnn", metadata={"choices": ("rnn", "transformer")})
-    dataset: str = field(
-        default="banking77", metadata={"help": "banking77, sms_spam or imdb_reviews"}
+    dataset: str = fields.dataset(
+        "banking77", "kerasdl.data.text_classification:TEXT_DATASETS"
     )
     epochs: int = fields.epochs(30)
     batch_size: int = fields.batch_size(64)
@@ -56,7 +56,7 @@ class TextClassificationConfig:
             "max": 1,
         },
     )
-    max_tokens: int = fields.positive(20_000, "vocabulary size cap", 10_000_000)
+    max_tokens: int = fields.vocabulary_size(20_000, "vocabulary size cap")
     sequence_length: int = fields.positive(64, "tokens kept per text", 100_000)
     embedding_dim: int = fields.positive(128, maximum=100_000)
     units: int = fields.positive(128, "RNN units per direction", 100_000)

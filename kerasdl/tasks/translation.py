@@ -60,9 +60,8 @@ class TranslationConfig:
     model: str = field(
         default="seq2seq", metadata={"choices": ("seq2seq", "transformer")}
     )
-    dataset: str = field(
-        default="fra_eng",
-        metadata={"help": "fra_eng, ted_hrlr_translate or wmt14_translate"},
+    dataset: str = fields.dataset(
+        "fra_eng", "kerasdl.data.text_translation:TRANSLATION_DATASETS"
     )
     max_words: int = fields.positive(
         10, "source sentences of at most this many words", 1_000
@@ -76,7 +75,7 @@ class TranslationConfig:
         default=0,
         metadata={"help": "linear warm-up steps", "min": 0, "max": 10_000_000},
     )
-    max_tokens: int = fields.positive(15_000, "vocabulary cap per language", 10_000_000)
+    max_tokens: int = fields.vocabulary_size(15_000, "vocabulary cap per language")
     embedding_dim: int = fields.positive(256, "seq2seq", 100_000)
     units: int = fields.positive(256, "seq2seq GRU units", 100_000)
     hidden_dim: int = fields.positive(256, "Transformer width", 100_000)
