@@ -335,8 +335,9 @@ class ServingApp:
 
     @staticmethod
     def _signature(servable, data):
-        # `codec.parse_json` has refused a `signature_name` that is not a string.
-        name = data.get("signature_name", DEFAULT_SIGNATURE)
+        # `codec.parse_json` has refused a `signature_name` that is not a string;
+        # an empty one means the default, as in TF Serving.
+        name = data.get("signature_name") or DEFAULT_SIGNATURE
         signature = servable.signatures.get(name)
         if signature is None:
             raise RequestError(
@@ -354,9 +355,7 @@ class ServingApp:
         return servable.signatures[signature_name].run(inputs)
 
     def _handle_sync(self, servable, body, data, method):
-        """Parse (if needed), validate, run and encode: the whole request in one thread."""
-        if data is None:
-            data = codec.parse_json(body)
+        """Validate, run and encode: the rest of the request in one thread."""
         signature = self._signature(servable, data)
         if method == "predict":
             inputs, row_format = codec.decode_predict(
@@ -368,6 +367,12 @@ class ServingApp:
         outputs = signature.run(inputs)
         encode = codec.encode_classify if method == "classify" else codec.encode_regress
         return codec.dumps(encode(outputs, count))
+
+    def _parse_and_handle(self, model, body, method):
+        """`_handle_sync` after parsing the body and looking up `model`, a
+        `(name, version, label)`, in that order (a large body's one hand-off)."""
+        data = codec.parse_json(body)
+        return self._handle_sync(self.manager.servable(*model), body, data, method)
 
     async def _batched(self, servable, body, data):
         signature = self._signature(servable, data)
@@ -388,7 +393,7 @@ class ServingApp:
 
     def _runs_inline(self, servable, data):
         """True when the signature this request names is known to be quick."""
-        name = data.get("signature_name", DEFAULT_SIGNATURE)
+        name = data.get("signature_name") or DEFAULT_SIGNATURE
         signature = servable.signatures.get(name)
         return signature is not None and signature.is_quick(self.inline_run_seconds)
 
@@ -407,30 +412,36 @@ class ServingApp:
         status = 500
         self.metrics.request_started(name)
         try:
-            servable = self.manager.servable(name, version, label)
             body = await read_body_from(headers, chunks, self.max_body_bytes)
             small = len(body) <= INLINE_PARSE_BYTES
             loop = asyncio.get_running_loop()
-            if self.batcher is not None and method == "predict":
+            # As in TF Serving, a body that does not parse is a 400 whichever model
+            # the URL names: the servable is looked up after the JSON is read.
+            batched = self.batcher is not None and method == "predict"
+            if not small and not batched:  # parse to encode in one hand-off
+                payload = await loop.run_in_executor(
+                    self.executor,
+                    self._parse_and_handle,
+                    (name, version, label),
+                    body,
+                    method,
+                )
+            else:
                 if small:
                     data = codec.parse_json(body)
                 else:
                     data = await loop.run_in_executor(
                         self.executor, codec.parse_json, body
                     )
-                payload = await self._batched(servable, body, data)
-            elif small:
-                data = codec.parse_json(body)
-                if self._runs_inline(servable, data):
+                servable = self.manager.servable(name, version, label)
+                if batched:
+                    payload = await self._batched(servable, body, data)
+                elif self._runs_inline(servable, data):
                     payload = self._handle_sync(servable, body, data, method)
                 else:
                     payload = await loop.run_in_executor(
                         self.executor, self._handle_sync, servable, body, data, method
                     )
-            else:
-                payload = await loop.run_in_executor(
-                    self.executor, self._handle_sync, servable, body, None, method
-                )
             status = 200
             return status, payload
         except Exception as error:  # noqa: BLE001 - mapped to a status below

@@ -337,6 +337,28 @@ def test_body_read_with_rapidjsons_flags(url):
     assert reply.text.replace(" ", "") == '{"predictions":[2.5,Infinity,-Infinity]}'
 
 
+def test_empty_signature_name_is_the_default(url):
+    # http_rest_api_handler.cc GetInfoMap: an empty name means serving_default.
+    body = {"signature_name": "", "instances": [1.0, 2.0]}
+    ok(post(url, HALF_PLUS_TWO + ":predict", body), {"predictions": [2.5, 3.0]})
+    ok(post(url, HALF_PLUS_TWO + "/versions/123:predict", body), {"predictions": [2.5, 3.0]})
+
+
+@pytest.mark.parametrize("method", ["predict", "classify", "regress"])
+def test_the_body_is_parsed_before_the_model_is_looked_up(url, method):
+    # TF Serving parses the JSON (and checks signature_name's type) before it looks
+    # up the servable: a bad body is a 400 whichever model or version it names.
+    for path in (f"nope:{method}", f"{HALF_PLUS_TWO}/versions/7:{method}"):
+        for garbage in ("garbage", "x" * 70_000):  # parsed inline, and in the pool
+            error(post(url, path, garbage), 400, "JSON Parse error: Invalid value.")
+        error(
+            post(url, path, '{"signature_name": 1, "instances": [1.0]}'),
+            400,
+            "'signature_name' key must be a string value.",
+        )
+    error(post(url, f"nope:{method}", "{}"), 404, "Servable not found for request")
+
+
 # --- the cases: what TF Serving answers ---------------------------------------
 
 
