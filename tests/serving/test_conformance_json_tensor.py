@@ -438,6 +438,17 @@ def test_uint16_outputs_are_written_allow_listed():
     assert text({"y": np.uint16([0, 7, 65535])}, True) == '{"predictions":[0,7,65535]}'
 
 
+def test_allow_listed_non_utf8_string_outputs_are_written_as_b64():
+    # Allow-listed. TF Serving writes a DT_STRING output's bytes into the JSON as
+    # they are (its writer does not check the encoding), so a non-UTF-8 value makes
+    # the whole answer invalid JSON; kerasdl writes that value as {"b64": ...}
+    # (the other values of the tensor stay text, as without the `_bytes` suffix).
+    values = np.array([b"caf\xc3\xa9", b"\xff\x00"], dtype=object)
+    assert encode({"label": values}, True) == {
+        "predictions": ["caf\u00e9", {"b64": "/wA="}]
+    }
+
+
 def test_complex_outputs_are_refused_as_tf_serving():
     for dtype in ("complex64", "complex128"):
         with pytest.raises(
