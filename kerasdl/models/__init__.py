@@ -12,10 +12,13 @@ the float32 softmax output) are documented in `kerasdl.models.common`.
 """
 
 from kerasdl.models.alexnet import alexnet  # noqa: F401
+from kerasdl.models.cifar_resnet import cifar_resnet  # noqa: F401
 from kerasdl.models.common import get_layer_library, group_count  # noqa: F401
 from kerasdl.models.densenet import densenet  # noqa: F401
+from kerasdl.models.ensemble import MajorityVote, ensemble  # noqa: F401
 from kerasdl.models.googlenet import googlenet  # noqa: F401
 from kerasdl.models.lenet import lenet  # noqa: F401
+from kerasdl.models.mlp import mlp  # noqa: F401
 from kerasdl.models.nin import nin  # noqa: F401
 from kerasdl.models.registry import MODELS, get_model, register_model  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401

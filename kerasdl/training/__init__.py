@@ -5,6 +5,10 @@ The task pipelines that use it live in `kerasdl.tasks`; the callbacks in
 `kerasdl.callbacks`.
 """
 
+from kerasdl.training.cross_validation import (  # noqa: F401
+    CrossValidationResult,
+    cross_validate,
+)
 from kerasdl.training.reproducibility import (
     resumable_stream,  # noqa: F401
     set_seed,  # noqa: F401
