@@ -354,8 +354,12 @@ class ServingApp:
     def run_signature(servable, signature_name, inputs):
         return servable.signatures[signature_name].run(inputs)
 
-    def _handle_sync(self, servable, body, data, method):
-        """Validate, run and encode: the rest of the request in one thread."""
+    def _handle_sync(self, servable, body, data, method, examples=None):
+        """Validate, run and encode: the rest of the request in one thread.
+
+        `examples`: a classify/regress body's `codec.examples_from_json`, read
+        before the servable was looked up.
+        """
         signature = self._signature(servable, data)
         if method == "predict":
             inputs, row_format = codec.decode_predict(
@@ -363,16 +367,19 @@ class ServingApp:
             )
             outputs = signature.run(inputs)
             return codec.dumps(codec.encode_predict(outputs, row_format))
-        inputs, count = codec.decode_examples(data, signature, method)
+        inputs, count = codec.decode_examples(data, signature, method, examples)
         outputs = signature.run(inputs)
         encode = codec.encode_classify if method == "classify" else codec.encode_regress
         return codec.dumps(encode(outputs, count))
 
     def _parse_and_handle(self, model, body, method):
-        """`_handle_sync` after parsing the body and looking up `model`, a
-        `(name, version, label)`, in that order (a large body's one hand-off)."""
+        """`_handle_sync` after parsing the body (and a classify/regress body's
+        examples) and looking up `model`, a `(name, version, label)`, in that
+        order, as TF Serving does (a large body's one hand-off)."""
         data = codec.parse_json(body)
-        return self._handle_sync(self.manager.servable(*model), body, data, method)
+        examples = None if method == "predict" else codec.examples_from_json(data)
+        servable = self.manager.servable(*model)
+        return self._handle_sync(servable, body, data, method, examples)
 
     async def _batched(self, servable, body, data):
         signature = self._signature(servable, data)
@@ -415,8 +422,9 @@ class ServingApp:
             body = await read_body_from(headers, chunks, self.max_body_bytes)
             small = len(body) <= INLINE_PARSE_BYTES
             loop = asyncio.get_running_loop()
-            # As in TF Serving, a body that does not parse is a 400 whichever model
-            # the URL names: the servable is looked up after the JSON is read.
+            # As in TF Serving, a body that does not parse (or whose examples do
+            # not) is a 400 whichever model the URL names: the servable is looked
+            # up after the JSON is read.
             batched = self.batcher is not None and method == "predict"
             if not small and not batched:  # parse to encode in one hand-off
                 payload = await loop.run_in_executor(
@@ -433,14 +441,23 @@ class ServingApp:
                     data = await loop.run_in_executor(
                         self.executor, codec.parse_json, body
                     )
+                examples = None
+                if method != "predict":  # TF Serving reads them before the lookup
+                    examples = codec.examples_from_json(data)
                 servable = self.manager.servable(name, version, label)
                 if batched:
                     payload = await self._batched(servable, body, data)
                 elif self._runs_inline(servable, data):
-                    payload = self._handle_sync(servable, body, data, method)
+                    payload = self._handle_sync(servable, body, data, method, examples)
                 else:
                     payload = await loop.run_in_executor(
-                        self.executor, self._handle_sync, servable, body, data, method
+                        self.executor,
+                        self._handle_sync,
+                        servable,
+                        body,
+                        data,
+                        method,
+                        examples,
                     )
             status = 200
             return status, payload

@@ -734,33 +734,13 @@ def _example(value):
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
-def decode_examples(request, signature, method):
-    """A classify/regress body -> ({input: serialized tf.Example array}, count).
+def examples_from_json(request):
+    """A classify/regress body's examples as an array of serialized tf.Examples.
 
-    As TF Serving (without --enable_signature_method_name_check), any signature
-    with one string input and the outputs the method reads is accepted, so TF2
-    signatures (method_name "tensorflow/serving/predict") classify and regress.
+    TF Serving's FillClassifyRegressRequestFromJson: `context` (merged into every
+    example), then `examples`, a non-empty list of JSON objects. This needs no
+    model, and TF Serving runs it before it looks the model up.
     """
-    if len(signature.inputs) != 1:
-        raise RequestError(
-            f"Expected one input Tensor. Signature '{signature.name}' takes "
-            f"{sorted(signature.inputs)}"
-        )
-    wanted = ("classes", "scores") if method == "classify" else ("outputs",)
-    if not any(key in signature.outputs for key in wanted):
-        raise RequestError(
-            f"Signature '{signature.name}' cannot {method}: its outputs "
-            f"{sorted(signature.outputs)} include none of {list(wanted)} (as a "
-            f"{'tensorflow/serving/' + method} signature's do)"
-        )
-    ((key, info),) = signature.inputs.items()
-    if not getattr(signature, "feeds_strings", info.numpy_dtype == object):
-        # TF Serving would feed the serialized examples and fail in the graph.
-        raise RequestError(
-            f"Signature '{signature.name}' cannot {method}: its input '{key}' is "
-            f"{info.dtype_name}, but :{method} feeds serialized tf.Example protos "
-            "(DT_STRING)"
-        )
     context = None
     if "context" in request:
         context = _example(request["context"])
@@ -794,7 +774,41 @@ def decode_examples(request, signature, method):
         serialized.append(example.SerializeToString())
     array = np.empty((len(serialized),), dtype=object)
     array[:] = serialized
-    return {key: array}, len(serialized)
+    return array
+
+
+def decode_examples(request, signature, method, examples=None):
+    """A classify/regress body -> ({input: serialized tf.Example array}, count).
+
+    As TF Serving (without --enable_signature_method_name_check), any signature
+    with one string input and the outputs the method reads is accepted, so TF2
+    signatures (method_name "tensorflow/serving/predict") classify and regress.
+    The examples are read first (`examples_from_json`, or `examples` when the
+    caller has), then the signature is checked, in TF Serving's order.
+    """
+    if examples is None:
+        examples = examples_from_json(request)
+    if len(signature.inputs) != 1:
+        raise RequestError(
+            f"Expected one input Tensor. Signature '{signature.name}' takes "
+            f"{sorted(signature.inputs)}"
+        )
+    wanted = ("classes", "scores") if method == "classify" else ("outputs",)
+    if not any(key in signature.outputs for key in wanted):
+        raise RequestError(
+            f"Signature '{signature.name}' cannot {method}: its outputs "
+            f"{sorted(signature.outputs)} include none of {list(wanted)} (as a "
+            f"{'tensorflow/serving/' + method} signature's do)"
+        )
+    ((key, info),) = signature.inputs.items()
+    if not getattr(signature, "feeds_strings", info.numpy_dtype == object):
+        # TF Serving would feed the serialized examples and fail in the graph.
+        raise RequestError(
+            f"Signature '{signature.name}' cannot {method}: its input '{key}' is "
+            f"{info.dtype_name}, but :{method} feeds serialized tf.Example protos "
+            "(DT_STRING)"
+        )
+    return {key: examples}, len(examples)
 
 
 def _matrix(outputs, key, count):

@@ -356,7 +356,18 @@ def test_the_body_is_parsed_before_the_model_is_looked_up(url, method):
             400,
             "'signature_name' key must be a string value.",
         )
-    error(post(url, f"nope:{method}", "{}"), 404, "Servable not found for request")
+    if method == "predict":  # the signature's inputs are looked up, then checked
+        error(post(url, f"nope:{method}", "{}"), 404, "Servable not found for request")
+        return
+    # FillClassifyRegressRequestFromJson reads the examples before Classify or
+    # Regress looks the model (then the signature) up.
+    missing = "key 'examples' is expected and was not found"
+    error(post(url, f"nope:{method}", "{}"), 400, missing)
+    error(post(url, f"{HALF_PLUS_TWO}/versions/7:{method}", "{}"), 400, missing)
+    body = {"signature_name": "serving_default", "examples": 5}  # cannot classify
+    error(post(url, f"{HALF_PLUS_TWO}:{method}", body), 400, "to be an list/array")
+    body = {"examples": [{"x": 1.0}]}
+    error(post(url, f"nope:{method}", body), 404, "Servable not found for request")
 
 
 # --- the cases: what TF Serving answers ---------------------------------------
