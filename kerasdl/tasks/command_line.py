@@ -163,6 +163,8 @@ def run_recipe(
 
     def run():
         validate(config)
+        if hasattr(task, "check_config"):
+            task.check_config(config)
         task.report(task.run(config, workdir, recipe=recipe, restart=args.restart))
 
     return run_with_exit_codes(run)

@@ -273,13 +273,24 @@ def run(
     from kerasdl.recipes import default_dataset
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
+    from kerasdl.tasks.validation import validate
 
+    validate(config)
     recipe = recipe or config.model
-    try:  # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs ops.
-        strategy = training.get_strategy(config.strategy)
-    except ValueError as error:
-        raise UsageError(error) from None
-    chief = training.is_chief(strategy)
+
+    def strategy_or_usage_error():
+        try:
+            return training.get_strategy(config.strategy)
+        except ValueError as error:
+            raise UsageError(error) from None
+
+    # MultiWorkerMirroredStrategy must exist before TensorFlow runs ops, and tells
+    # this worker whether it is the chief; any other strategy is made after the
+    # workdir checks, which then cost no device start-up.
+    strategy = None
+    if config.strategy == "multiworker":
+        strategy = strategy_or_usage_error()
+    chief = strategy is None or training.is_chief(strategy)
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)
     )
@@ -287,6 +298,7 @@ def run(
         config, workdir, recipe=recipe, restart=restart, chief=chief
     )
     with run_dir:
+        strategy = strategy or strategy_or_usage_error()
         if chief:
             steps.remove_stale_exports(base_dir)
         training.set_seed(config.seed, config.deterministic)

@@ -93,6 +93,18 @@ class TextRunResult:
 # Steps -------------------------------------------------------------------------------
 
 
+def check_config(config) -> None:
+    """The rules between fields (each field's own range is in its metadata)."""
+    from kerasdl.tasks.validation import validate
+
+    validate(config)
+    if config.model == "transformer" and config.hidden_dim % config.num_heads:
+        raise UsageError(
+            f"--num-heads {config.num_heads} must divide --hidden-dim "
+            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
+        )
+
+
 def load_data(config: TextClassificationConfig):
     """The `kerasdl.data.TextDataset` of `config.dataset`: raw strings, int labels."""
     from kerasdl.data.text_classification import load_text_dataset
@@ -295,6 +307,7 @@ def run(
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
 
+    check_config(config)
     recipe = recipe or f"{config.model}_intent"
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)

@@ -75,7 +75,9 @@ class TranslationConfig:
         default=0,
         metadata={"help": "linear warm-up steps", "min": 0, "max": 10_000_000},
     )
-    max_tokens: int = fields.vocabulary_size(15_000, "vocabulary cap per language")
+    max_tokens: int = fields.vocabulary_size(
+        15_000, "vocabulary cap per language (padding, OOV, [start], [end] included)"
+    )
     embedding_dim: int = fields.positive(256, "seq2seq", 100_000)
     units: int = fields.positive(256, "seq2seq GRU units", 100_000)
     hidden_dim: int = fields.positive(256, "Transformer width", 100_000)
@@ -130,6 +132,18 @@ class Vocabularies:
 # Steps -------------------------------------------------------------------------------
 
 
+def check_config(config) -> None:
+    """The rules between fields (each field's own range is in its metadata)."""
+    from kerasdl.tasks.validation import validate
+
+    validate(config)
+    if config.model == "transformer" and config.hidden_dim % config.num_heads:
+        raise UsageError(
+            f"--num-heads {config.num_heads} must divide --hidden-dim "
+            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
+        )
+
+
 def load_data(config: TranslationConfig):
     """The `kerasdl.data.TranslationDataset` of `config.dataset`."""
     from kerasdl.data.text_translation import load_translation_dataset
@@ -178,6 +192,13 @@ def build_vectorizers(config: TranslationConfig, data) -> Vocabularies:
     target = vectorizer(target_length, "target_vectorization")
     source.adapt(data.train.batch(1024).map(lambda s, t: standardize_text(s)))
     target.adapt(data.train.batch(1024).map(lambda s, t: _wrap(t)))
+    missing = {START, END} - set(target.get_vocabulary())
+    if missing:
+        raise UsageError(
+            f"--max-tokens {config.max_tokens} is too small: the target vocabulary "
+            f"has no room for {', '.join(sorted(missing))}, which every translation "
+            "needs; use a larger --max-tokens"
+        )
     return Vocabularies(source, target, source_length, target_length)
 
 
@@ -437,6 +458,7 @@ def run(
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
 
+    check_config(config)
     recipe = recipe or RECIPE_OF_MODEL.get(config.model, config.model)
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)

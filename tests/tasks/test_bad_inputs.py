@@ -165,6 +165,8 @@ CASES = [
     bad("rnn_intent", "--sequence-length", "0"),
     bad("rnn_intent", "--cell", "bogus"),
     bad("transformer_intent", "--num-heads", "0"),
+    bad("transformer_intent", "--num-heads", "3", "--hidden-dim 128"),
+    bad("transformer_translate", "--num-heads", "5", "--hidden-dim 128"),
     bad("transformer_intent", "--label-smoothing", "1"),
     bad("transformer_intent", "--dropout", "1"),
     # Translation.
