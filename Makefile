@@ -43,7 +43,7 @@ demo: $(STAMP)
 	$(PY) -m kerasdl train lenet --dataset digits
 
 study: $(STAMP)
-	$(PY) -m kerasdl.studies.regularization
+	$(PY) -m kerasdl study regularization
 
 test: test-tensorflow test-jax
 
