@@ -48,7 +48,7 @@ def register_model(name, builder=None, /, **defaults):
     return register(builder)
 
 
-def get_model(name, input_shape, num_classes, **kwargs):
+def get_model(name, input_shape, num_classes, /, **kwargs):
     """Builds the registered model `name`.
 
     Args:
