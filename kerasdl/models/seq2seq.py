@@ -15,6 +15,14 @@ def _check_positive(**values):
             )
 
 
+def _embedding_initializer():
+    # N(0, 1), as torch.nn.Embedding. Keras' default, uniform in [-0.05, 0.05], starts
+    # the GRUs' input pre-activations about 35x smaller: everything downstream,
+    # the attention's query-key interaction included, is then near-linear and
+    # learns slowly (validation token accuracy stayed ~0.35 for 3 epochs of 10).
+    return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
+
+
 @keras.saving.register_keras_serializable(package="kerasdl")
 class Seq2SeqAttention(keras.Model):
     """GRU encoder-decoder with additive (Bahdanau) attention.
@@ -89,7 +97,10 @@ class Seq2SeqAttention(keras.Model):
 
         # Encoder.
         self.source_embedding = keras.layers.Embedding(
-            source_vocabulary_size, embedding_dim, name="source_embedding"
+            source_vocabulary_size,
+            embedding_dim,
+            embeddings_initializer=_embedding_initializer(),
+            name="source_embedding",
         )
         self.encoder = keras.layers.Bidirectional(
             keras.layers.GRU(units, return_sequences=True, return_state=True),
@@ -98,7 +109,10 @@ class Seq2SeqAttention(keras.Model):
         self.bridge = keras.layers.Dense(units, activation="tanh", name="bridge")
         # Decoder.
         self.target_embedding = keras.layers.Embedding(
-            target_vocabulary_size, embedding_dim, name="target_embedding"
+            target_vocabulary_size,
+            embedding_dim,
+            embeddings_initializer=_embedding_initializer(),
+            name="target_embedding",
         )
         self.decoder = keras.layers.GRU(
             units, return_sequences=True, return_state=True, name="decoder"
