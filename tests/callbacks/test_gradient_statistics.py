@@ -174,10 +174,11 @@ def test_writes_csv_and_png(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_writes_tensorboard_scalars_and_histograms(tmp_path):
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_writes_tensorboard_scalars_and_histograms(tmp_path, jit_compile):
     tf = pytest.importorskip("tensorflow")
     callback = GradientStatistics((X, Y), log_dir=tmp_path)
-    history = _fit(_two_layer_model(), callback, epochs=2)
+    history = _fit(_two_layer_model(jit_compile=jit_compile), callback, epochs=2)
     (events,) = os.listdir(tmp_path / "gradient_statistics")
     values = {}
     for event in tf.compat.v1.train.summary_iterator(
@@ -198,6 +199,22 @@ def test_writes_tensorboard_scalars_and_histograms(tmp_path):
     buckets = values[(step, "output/hidden")]
     assert buckets[:, 2].sum() == X.size // 4 * 3
     np.testing.assert_allclose(buckets[1:, 0], buckets[:-1, 1], rtol=1e-6)
+
+
+def test_histograms_can_be_left_out(tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    callback = GradientStatistics((X, Y), log_dir=tmp_path, histograms=False)
+    _fit(_two_layer_model(), callback)
+    (events,) = os.listdir(tmp_path / "gradient_statistics")
+    tags = {
+        value.tag
+        for event in tf.compat.v1.train.summary_iterator(
+            str(tmp_path / "gradient_statistics" / events)
+        )
+        for value in event.summary.value
+    }
+    assert "gradient_norm/hidden/kernel" in tags
+    assert not any(tag.startswith(("gradient/", "output/")) for tag in tags)
 
 
 def test_without_tensorflow_skips_tensorboard_with_a_warning(tmp_path, caplog):
