@@ -31,7 +31,7 @@ TensorFlow 2.21 / jax 0.10.2, Keras 3.15.1, 5 repeats (JAX: 3):
     JAX      256    -        2.0%             ~315 ms    8.8 s
 
 The 5% goal is met at a probe batch of 128 (and on JAX, whose LeNet epochs
-are ~30x slower here), not at 256 on TensorFlow: the gradient of 256 images
+are ~15x slower here), not at 256 on TensorFlow: the gradient of 256 images
 alone costs about one training step at batch 256 (19 ms CPU, 5.5% of an
 epoch of 57 steps at batch 32); the statistics over the 4M layer-output
 values add ~6 ms. Later probes cost the same as the second: nothing retraces.
