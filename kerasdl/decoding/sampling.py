@@ -100,9 +100,10 @@ def _draw(logits, token_ids, uniform):
     probs = _softmax(logits)  # (batch, n); removed tokens exactly 0
     cdf = ops.cumsum(probs, axis=-1)
     threshold = ops.expand_dims(uniform, -1) * cdf[:, -1:]
-    # The first position whose cdf reaches the threshold; it has probability
-    # > 0 (its cdf is above the previous one), so removed tokens never come.
-    position = ops.sum(ops.cast(ops.less(cdf, threshold), "int32"), axis=-1)
+    # The first position whose cdf exceeds the threshold: its cdf is above the
+    # previous one (<= threshold), so it has probability > 0 and removed or
+    # impossible tokens never come, even for uniform == 0.
+    position = ops.sum(ops.cast(ops.less_equal(cdf, threshold), "int32"), axis=-1)
     # Rounding can push the threshold past the last cdf: clip to the last
     # token with probability > 0.
     positions = ops.arange(probs.shape[-1], dtype="int32")

@@ -219,3 +219,13 @@ def test_tf_function_with_unknown_batch_and_a_seed_generator():
     second, _ = decode(tf.ones((5, 1), tf.int32))
     assert first.shape == (16, 6) and second.shape == (5, 6)
     assert (first.numpy()[:, 0] == 1).all() and (first.numpy()[:, 1:] != PAD).any()
+
+
+def test_edge_uniform_values_never_pick_an_impossible_token():
+    from kerasdl.decoding.sampling import _draw
+
+    # Impossible tokens (probability exactly 0) first and last, unsorted.
+    logits = ops.convert_to_tensor(np.array([[-1e9, 0.0, 1.0, -1e9]] * 4, "float32"))
+    uniform = ops.convert_to_tensor(np.array([0.0, 0.5, 1 - 2**-24, 1.0], "float32"))
+    tokens = ops.convert_to_numpy(_draw(logits, None, uniform))
+    np.testing.assert_array_equal(tokens, [1, 2, 2, 2])
