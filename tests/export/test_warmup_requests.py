@@ -138,7 +138,12 @@ def _translator():
     model = Seq2SeqAttention(
         source.vocabulary_size(), target.vocabulary_size(), embedding_dim=4, units=4
     )
-    model({"source": source(standardize_text(sources)), "target_in": target(targets)[:, :-1]})
+    model(
+        {
+            "source": source(standardize_text(sources)),
+            "target_in": target(targets)[:, :-1],
+        }
+    )
     return Translator(model, source, target, 7)
 
 
@@ -192,9 +197,7 @@ def test_text_classifier_default_texts_give_requests_of_one_and_three(tmp_path):
 
 
 def test_translator_export_writes_one_request_per_signature(tmp_path):
-    path = export.export_translator(
-        _translator(), tmp_path / "translate", beam_size=2
-    )
+    path = export.export_translator(_translator(), tmp_path / "translate", beam_size=2)
     requests = _string_requests(_read(f"{path}/{WARMUP_PATH}"))
     one, two = [b"I am cold."], [b"I am cold.", b"Hello!"]
     assert requests == [

@@ -119,7 +119,7 @@ def test_rapidjson_non_finite_spellings():
 
 @pytest.mark.parametrize("token", ["Infinit", "Infx", "-Nan", "nan", "inf"])
 def test_misspelled_non_finite_values_are_refused(token):
-    refused('{"instances": [%s]}' % token, "JSON Parse error: ", default="DT_FLOAT")
+    refused(f'{{"instances": [{token}]}}', "JSON Parse error: ", default="DT_FLOAT")
 
 
 def test_allow_listed_invalid_utf8_is_refused():
@@ -410,7 +410,9 @@ def test_bfloat16_outputs_are_written_with_bfloat16_digits_allow_listed():
     finite = every[np.isfinite(every.astype(np.float32))]
     parsed = json.loads(text({"y": finite}, True))["predictions"]
     assert np.array(parsed).astype(ml_dtypes.bfloat16).tobytes() == finite.tobytes()
-    digits = {len(decimal.Decimal(repr(v)).normalize().as_tuple().digits) for v in parsed}
+    digits = {
+        len(decimal.Decimal(repr(v)).normalize().as_tuple().digits) for v in parsed
+    }
     assert max(digits) == 4  # bfloat16's max_digits10
 
 

@@ -341,7 +341,10 @@ def test_empty_signature_name_is_the_default(url):
     # http_rest_api_handler.cc GetInfoMap: an empty name means serving_default.
     body = {"signature_name": "", "instances": [1.0, 2.0]}
     ok(post(url, HALF_PLUS_TWO + ":predict", body), {"predictions": [2.5, 3.0]})
-    ok(post(url, HALF_PLUS_TWO + "/versions/123:predict", body), {"predictions": [2.5, 3.0]})
+    ok(
+        post(url, HALF_PLUS_TWO + "/versions/123:predict", body),
+        {"predictions": [2.5, 3.0]},
+    )
 
 
 @pytest.mark.parametrize("method", ["predict", "classify", "regress"])

@@ -27,20 +27,32 @@ def no_server(monkeypatch):
     [
         (
             ["--max_connections=-1"],
-            "--max_connections must be 0 (half the open-file limit, at most 1000) "
-            "or a positive number. Received: max_connections=-1",
+            (
+                "--max_connections must be 0 (half the open-file limit, at most 1000) "
+                "or a positive number. Received: max_connections=-1"
+            ),
         ),
-        (["--max_body_bytes=0"], "--max_body_bytes must be >= 1. Received: max_body_bytes=0"),
-        (["--max_body_bytes=-5"], "--max_body_bytes must be >= 1. Received: max_body_bytes=-5"),
+        (
+            ["--max_body_bytes=0"],
+            "--max_body_bytes must be >= 1. Received: max_body_bytes=0",
+        ),
+        (
+            ["--max_body_bytes=-5"],
+            "--max_body_bytes must be >= 1. Received: max_body_bytes=-5",
+        ),
         (
             ["--num_inference_threads=-1"],
-            "--num_inference_threads must be 0 (2 per CPU, at most 8) or a positive "
-            "number. Received: num_inference_threads=-1",
+            (
+                "--num_inference_threads must be 0 (2 per CPU, at most 8) or a positive "
+                "number. Received: num_inference_threads=-1"
+            ),
         ),
         (
             ["--tensorflow_intra_op_parallelism=-2"],
-            "--tensorflow_intra_op_parallelism must be 0 (TensorFlow picks) or a "
-            "positive number. Received: tensorflow_intra_op_parallelism=-2",
+            (
+                "--tensorflow_intra_op_parallelism must be 0 (TensorFlow picks) or a "
+                "positive number. Received: tensorflow_intra_op_parallelism=-2"
+            ),
         ),
         (
             ["--rest_api_port=70000"],
@@ -56,18 +68,24 @@ def no_server(monkeypatch):
         ),
         (
             ["--graceful_shutdown_seconds=-1"],
-            "--graceful_shutdown_seconds must be a finite number >= 0. "
-            "Received: graceful_shutdown_seconds=-1.0",
+            (
+                "--graceful_shutdown_seconds must be a finite number >= 0. "
+                "Received: graceful_shutdown_seconds=-1.0"
+            ),
         ),
         (
             ["--request_timeout_seconds=nan"],
-            "--request_timeout_seconds must be a finite number > 0. "
-            "Received: request_timeout_seconds=nan",
+            (
+                "--request_timeout_seconds must be a finite number > 0. "
+                "Received: request_timeout_seconds=nan"
+            ),
         ),
         (
             ["--keep_alive_timeout_seconds=inf"],
-            "--keep_alive_timeout_seconds must be a finite number > 0. "
-            "Received: keep_alive_timeout_seconds=inf",
+            (
+                "--keep_alive_timeout_seconds must be a finite number > 0. "
+                "Received: keep_alive_timeout_seconds=inf"
+            ),
         ),
         (
             ["--enable_batching", "--max_batch_size=0"],
@@ -109,7 +127,7 @@ def test_boundary_values_are_accepted(tmp_path, no_server, flag):
 
 
 def test_the_command_line_exits_2_with_one_line_and_no_traceback(tmp_path):
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 -- the status is asserted
         [
             sys.executable,
             "-m",

@@ -250,8 +250,10 @@ def test_a_burst_of_clients_under_the_cap_is_served(server):
         ),
         (
             "--max_connections=-5",
-            "--max_connections must be 0 (half the open-file limit, at most 1000) "
-            "or a positive number. Received: max_connections=-5",
+            (
+                "--max_connections must be 0 (half the open-file limit, at most 1000) "
+                "or a positive number. Received: max_connections=-5"
+            ),
         ),
         (
             "--keep_alive_timeout_seconds=0",

@@ -317,7 +317,9 @@ def test_server_replays_string_warmup_before_available(tmp_path):
         server.wait_available(["intent", "translate"])
         log = server.log_text()
         for name, records in (("intent", 2), ("translate", 4)):
-            replayed = log.index(f"{name} version 1: replayed {records} warm-up records")
+            replayed = log.index(
+                f"{name} version 1: replayed {records} warm-up records"
+            )
             assert replayed < log.index(f"{name} version 1 is AVAILABLE"), log
         import requests
 
