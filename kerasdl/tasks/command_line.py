@@ -132,8 +132,6 @@ def run_recipe(
                         recipe="lenet")
     ```
     """
-    from kerasdl.tasks.validation import validate
-
     parser = ArgumentParser(
         prog=prog or f"python -m kerasdl.recipes.{recipe}",
         description=getattr(
@@ -161,10 +159,7 @@ def run_recipe(
         workdir = os.path.join("runs", recipe, str(config.dataset))
     configure_logging()
 
-    def run():
-        validate(config)
-        if hasattr(task, "check_config"):
-            task.check_config(config)
+    def run():  # The task's `run` checks `config` before any work.
         task.report(task.run(config, workdir, recipe=recipe, restart=args.restart))
 
     return run_with_exit_codes(run)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 
 from kerasdl.tasks import config_fields as fields
@@ -194,9 +193,8 @@ def evaluate(model, data) -> dict:
 def model_card(config, data, model, metrics, fit_result, *, recipe, strategy=None):
     """The model card dict written beside the export."""
     from kerasdl.export.model_card import build_model_card
-    from kerasdl.training import describe_strategy
+    from kerasdl.tasks import steps
 
-    history = fit_result.history
     return build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
@@ -210,13 +208,9 @@ def model_card(config, data, model, metrics, fit_result, *, recipe, strategy=Non
         },
         metrics={
             **metrics,
-            **{
-                f"final_{k}": float(v[-1])
-                for k, v in history.items()
-                if v and k != "epoch"
-            },
+            **steps.final_metrics(fit_result.history),
         },
-        training=_training_summary(config, fit_result, strategy, describe_strategy),
+        training=steps.training_summary(config, fit_result, strategy),
         parameter_count=model.count_params(),
         signature={
             "serving_default": {
@@ -273,9 +267,8 @@ def run(
     from kerasdl.recipes import default_dataset
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
-    from kerasdl.tasks.validation import validate
 
-    validate(config)
+    steps.check_config(config)
     recipe = recipe or config.model
 
     def strategy_or_usage_error():
@@ -373,19 +366,3 @@ def report(result: RunResult) -> None:
     )
     if result.export_path:
         print(f"Model exported to: {result.export_path}")
-
-
-def _training_summary(config, fit_result, strategy, describe_strategy) -> dict:
-    summary = {
-        "epochs_run": fit_result.epochs_run,
-        "epochs_requested": config.epochs,
-        "resumed_from_epoch": fit_result.resumed_from_epoch,
-        "early_stopped": fit_result.early_stopped,
-        "best_epoch": fit_result.best_epoch,
-        "training_seconds": round(fit_result.seconds, 2),
-        "fitted_by_an_earlier_process": fit_result.fitted_earlier,
-        "workdir": os.path.abspath(os.path.dirname(fit_result.log_path)),
-    }
-    if strategy is not None:
-        summary["strategy"] = describe_strategy(strategy)
-    return summary

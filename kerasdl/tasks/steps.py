@@ -7,6 +7,7 @@ model, evaluation and export steps; see `kerasdl/tasks/__init__.py`.
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -22,6 +23,49 @@ logger = logging.getLogger(__name__)
 
 class DataError(UsageError):
     """The data holds values a model cannot train or be evaluated on (NaN, inf)."""
+
+
+def check_config(config) -> None:
+    """Every field's own rule (`validation.validate`), then the rules between fields.
+
+    Each task's `run` calls this first, so nothing starts on a bad value.
+    """
+    from kerasdl.tasks.validation import validate
+
+    validate(config)
+    if getattr(config, "model", None) == "transformer" and (
+        config.hidden_dim % config.num_heads
+    ):
+        raise UsageError(
+            f"--num-heads {config.num_heads} must divide --hidden-dim "
+            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
+        )
+
+
+def training_summary(config, fit_result, strategy=None) -> dict:
+    """The model card's `training` section from a `FitResult`."""
+    summary = {
+        "epochs_run": fit_result.epochs_run,
+        "epochs_requested": config.epochs,
+        "resumed_from_epoch": fit_result.resumed_from_epoch,
+        "early_stopped": fit_result.early_stopped,
+        "best_epoch": fit_result.best_epoch,
+        "training_seconds": round(fit_result.seconds, 2),
+        "fitted_by_an_earlier_process": fit_result.fitted_earlier,
+        "workdir": os.path.abspath(os.path.dirname(fit_result.log_path)),
+    }
+    if strategy is not None:
+        from kerasdl.training import describe_strategy
+
+        summary["strategy"] = describe_strategy(strategy)
+    return summary
+
+
+def final_metrics(history: dict) -> dict:
+    """`{"final_<metric>": last value}` of a run's per-epoch history."""
+    return {
+        f"final_{k}": float(v[-1]) for k, v in history.items() if v and k != "epoch"
+    }
 
 
 def open_run(

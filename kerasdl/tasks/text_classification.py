@@ -26,7 +26,6 @@ Files written by `run`: as `kerasdl.tasks.image_classification`.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from kerasdl.tasks import config_fields as fields
@@ -91,18 +90,6 @@ class TextRunResult:
 
 
 # Steps -------------------------------------------------------------------------------
-
-
-def check_config(config) -> None:
-    """The rules between fields (each field's own range is in its metadata)."""
-    from kerasdl.tasks.validation import validate
-
-    validate(config)
-    if config.model == "transformer" and config.hidden_dim % config.num_heads:
-        raise UsageError(
-            f"--num-heads {config.num_heads} must divide --hidden-dim "
-            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
-        )
 
 
 def load_data(config: TextClassificationConfig):
@@ -225,8 +212,8 @@ def evaluate(model, data) -> dict:
 def model_card(config, data, model, vectorizer, metrics, fit_result, *, recipe):
     """The model card dict written beside the export."""
     from kerasdl.export.model_card import build_model_card
+    from kerasdl.tasks import steps
 
-    history = fit_result.history
     return build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
@@ -240,22 +227,9 @@ def model_card(config, data, model, vectorizer, metrics, fit_result, *, recipe):
         },
         metrics={
             **metrics,
-            **{
-                f"final_{k}": float(v[-1])
-                for k, v in history.items()
-                if v and k != "epoch"
-            },
+            **steps.final_metrics(fit_result.history),
         },
-        training={
-            "epochs_run": fit_result.epochs_run,
-            "epochs_requested": config.epochs,
-            "resumed_from_epoch": fit_result.resumed_from_epoch,
-            "early_stopped": fit_result.early_stopped,
-            "best_epoch": fit_result.best_epoch,
-            "training_seconds": round(fit_result.seconds, 2),
-            "fitted_by_an_earlier_process": fit_result.fitted_earlier,
-            "workdir": os.path.abspath(os.path.dirname(fit_result.log_path)),
-        },
+        training=steps.training_summary(config, fit_result),
         parameter_count=model.count_params(),
         signature={
             "serving_default": {
@@ -307,7 +281,7 @@ def run(
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
 
-    check_config(config)
+    steps.check_config(config)
     recipe = recipe or f"{config.model}_intent"
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)

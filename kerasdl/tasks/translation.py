@@ -30,7 +30,6 @@ Files written by `run`: as `kerasdl.tasks.image_classification`, plus
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from kerasdl.export.translator import END, START, Translator
@@ -130,18 +129,6 @@ class Vocabularies:
 
 
 # Steps -------------------------------------------------------------------------------
-
-
-def check_config(config) -> None:
-    """The rules between fields (each field's own range is in its metadata)."""
-    from kerasdl.tasks.validation import validate
-
-    validate(config)
-    if config.model == "transformer" and config.hidden_dim % config.num_heads:
-        raise UsageError(
-            f"--num-heads {config.num_heads} must divide --hidden-dim "
-            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
-        )
 
 
 def load_data(config: TranslationConfig):
@@ -378,8 +365,8 @@ def evaluate(translator_: Translator, config: TranslationConfig, data) -> dict:
 def model_card(config, data, model, vocab, evaluation, fit_result, *, recipe):
     """The model card dict written beside the export."""
     from kerasdl.export.model_card import build_model_card
+    from kerasdl.tasks import steps
 
-    history = fit_result.history
     card = build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
@@ -394,22 +381,9 @@ def model_card(config, data, model, vocab, evaluation, fit_result, *, recipe):
         },
         metrics={
             **evaluation["metrics"],
-            **{
-                f"final_{k}": float(v[-1])
-                for k, v in history.items()
-                if v and k != "epoch"
-            },
+            **steps.final_metrics(fit_result.history),
         },
-        training={
-            "epochs_run": fit_result.epochs_run,
-            "epochs_requested": config.epochs,
-            "resumed_from_epoch": fit_result.resumed_from_epoch,
-            "early_stopped": fit_result.early_stopped,
-            "best_epoch": fit_result.best_epoch,
-            "training_seconds": round(fit_result.seconds, 2),
-            "fitted_by_an_earlier_process": fit_result.fitted_earlier,
-            "workdir": os.path.abspath(os.path.dirname(fit_result.log_path)),
-        },
+        training=steps.training_summary(config, fit_result),
         parameter_count=model.count_params(),
         signature={
             name: {
@@ -458,7 +432,7 @@ def run(
     from kerasdl.tasks import steps
     from kerasdl.tasks.fit import fit
 
-    check_config(config)
+    steps.check_config(config)
     recipe = recipe or RECIPE_OF_MODEL.get(config.model, config.model)
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)
