@@ -384,13 +384,7 @@ def _missing(*values) -> bool:
 
 
 def _not_measured(key, rule, figure=None):
-    return framework.Verdict(
-        _CLAIM[key],
-        framework.DOES_NOT_HOLD,
-        "not measured in this run (a configuration it needs is missing)",
-        rule,
-        figure,
-    )
+    return framework.not_measured(_CLAIM[key], rule, figure)
 
 
 def judge(results: framework.Results) -> list[framework.Verdict]:

@@ -278,7 +278,7 @@ def plot(results: framework.Results, config, output) -> list[str]:
     ax.set_title(f"mnist8k, {config.train_size} images, {config.epochs} epochs")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    figures = [_save(fig, output, "training_error.png")]
+    figures = [framework.save_figure(fig, output, "training_error.png")]
 
     # Training error per epoch.
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -298,17 +298,8 @@ def plot(results: framework.Results, config, output) -> list[str]:
     ax.set_title("Plain (dashed) vs residual (solid)")
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3)
-    figures.append(_save(fig, output, "training_curves.png"))
+    figures.append(framework.save_figure(fig, output, "training_curves.png"))
     return figures
-
-
-def _save(fig, output, name) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(os.path.join(output, name), dpi=110)
-    plt.close(fig)
-    return name
 
 
 # Run -----------------------------------------------------------------------------

@@ -206,6 +206,27 @@ def write_report(
     return {"results": csv_path, "summary": summary}
 
 
+def not_measured(claim: Claim, rule: str, figure: str | None = None) -> Verdict:
+    """`DOES_NOT_HOLD` for a claim whose configurations this run left out."""
+    return Verdict(
+        claim,
+        DOES_NOT_HOLD,
+        "not measured in this run (a configuration it needs is missing)",
+        rule,
+        figure,
+    )
+
+
+def save_figure(fig, output, name: str) -> str:
+    """Writes the matplotlib `fig` as `output/name` (110 dpi), closes it; returns `name`."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(os.path.join(output, name), dpi=110)
+    plt.close(fig)
+    return name
+
+
 def ratio(a: float, b: float) -> float:
     """`a / b`, `inf` when `b` is 0 and `a` is not, `nan` when both are."""
     if b == 0:

@@ -645,7 +645,7 @@ def plot(results: framework.Results, curves: dict, config, output) -> list[str]:
     ax.set_title("Test error against batch size (digits, 4-conv CNN)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    figures.append(_save(fig, output, "batch_size.png"))
+    figures.append(framework.save_figure(fig, output, "batch_size.png"))
 
     # (b) Validation accuracy per epoch, none vs batch norm.
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -665,7 +665,7 @@ def plot(results: framework.Results, curves: dict, config, output) -> list[str]:
     ax.set_title(f"SGD + momentum, solid: lr {config.reference_learning_rate:g}")
     ax.legend(fontsize=6, ncol=2)
     ax.grid(alpha=0.3)
-    figures.append(_save(fig, output, "training_speed.png"))
+    figures.append(framework.save_figure(fig, output, "training_speed.png"))
 
     # (c) Final validation accuracy against learning rate.
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -691,7 +691,7 @@ def plot(results: framework.Results, curves: dict, config, output) -> list[str]:
     ax.set_title(f"After {config.sgd_epochs} epochs at batch {config.sgd_batch_size}")
     ax.legend()
     ax.grid(alpha=0.3)
-    figures.append(_save(fig, output, "learning_rate.png"))
+    figures.append(framework.save_figure(fig, output, "learning_rate.png"))
 
     # (d) Statistics gaps against batch size.
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -721,17 +721,8 @@ def plot(results: framework.Results, curves: dict, config, output) -> list[str]:
     right.set_title("Batch norm's test error")
     right.legend(fontsize=8)
     right.grid(alpha=0.3)
-    figures.append(_save(fig, output, "statistics_gap.png"))
+    figures.append(framework.save_figure(fig, output, "statistics_gap.png"))
     return figures
-
-
-def _save(fig, output, name) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(os.path.join(output, name), dpi=110)
-    plt.close(fig)
-    return name
 
 
 # Run -----------------------------------------------------------------------------
