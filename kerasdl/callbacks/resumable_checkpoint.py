@@ -134,6 +134,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self._load_state(state)
         return {k: v for k, v in state.items() if k != "arrays"}
 
+    @property
+    def restored_callback_states(self) -> list[dict]:
+        """The tracked callbacks' states read by the last restore, not yet applied
+        (one dict per callback in `track_callbacks`; empty once `fit` began)."""
+        pending = getattr(self, "_pending_callback_states", None) or []
+        return [saved for saved, _ in pending]
+
     def restore_callbacks(self) -> None:
         """Puts the restored state into the tracked callbacks now (`fit` does it in
         `on_train_begin`; call this when a restored run skips `fit`)."""

@@ -243,10 +243,10 @@ def _check_epochs(epochs, done, run_dir) -> None:
 
 
 def _stopped_early(checkpoint, early_stopping) -> bool:
-    pending = getattr(checkpoint, "_pending_callback_states", None) or []
-    if not pending:
+    states = checkpoint.restored_callback_states
+    if not states:
         return False
-    state = pending[0][0]
+    state = states[0]
     return bool(state.get("stopped_epoch")) or (
         state.get("wait", 0) >= early_stopping.patience > 0
     )
