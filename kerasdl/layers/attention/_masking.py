@@ -59,6 +59,21 @@ def merge_masks(
     return mask
 
 
+def dot_product_scores(equation, query, key):
+    """`ops.einsum(equation, query, key)`, in float32 when the inputs are float16.
+
+    Under `mixed_float16` a query-key product easily passes float16's largest
+    value (65504) and the softmax then gives NaN; the product is computed from
+    float32 copies instead. bfloat16 has float32's range and stays as it is.
+    The result feeds `masked_softmax`, whose weights callers cast back to the
+    value's dtype.
+    """
+    if query.dtype == "float16" or key.dtype == "float16":
+        query = ops.cast(query, "float32")
+        key = ops.cast(key, "float32")
+    return ops.einsum(equation, query, key)
+
+
 def masked_softmax(scores, mask=None, axis=-1):
     """Softmax over `axis` (an int or a tuple of axes) in float32; masked positions get 0.
 

@@ -9,6 +9,7 @@ from kerasdl.layers.attention._masking import (
     _padding_masks,
     _validate_rate,
     causal_mask,
+    dot_product_scores,
     dropout_layer,
     masked_softmax,
 )
@@ -39,7 +40,9 @@ class MultiHeadAttention(keras.layers.Layer):
     key and value kernels never start equal.
 
     Differences from Keras, all in the attention weights: the softmax runs in
-    float32 (also under `mixed_float16`/`mixed_bfloat16`); a query whose keys
+    float32 (also under `mixed_float16`/`mixed_bfloat16`), and under
+    `mixed_float16` so does the query-key product, which would otherwise pass
+    float16's range on large activations and give NaN; a query whose keys
     are all masked gets all-zero weights and a zero context vector (Keras
     averages uniformly over the masked keys); padding masks, `attention_mask`,
     `use_causal_mask` and `sliding_window` are always combined with AND, also
@@ -480,8 +483,8 @@ class MultiHeadAttention(keras.layers.Layer):
 
         # Scale the query before the product (smaller numbers in float16).
         query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
-        scores = ops.einsum(self._dot_product_equation, query, key)  # (B, N, T, S)
-        weights = self._masked_softmax(scores, attention_mask)
+        scores = dot_product_scores(self._dot_product_equation, query, key)
+        weights = ops.cast(self._masked_softmax(scores, attention_mask), value.dtype)
         dropped = weights
         if self._dropout_layer is not None:
             dropped = self._dropout_layer(weights, training=training)

@@ -6,6 +6,7 @@ from keras import ops
 from kerasdl.layers.attention._masking import (
     _padding_masks,
     _validate_rate,
+    dot_product_scores,
     dropout_layer,
     masked_softmax,
     merge_masks,
@@ -48,12 +49,12 @@ def scaled_dot_product_attention(
     # Scale the query before the product (smaller numbers in float16).
     query = ops.multiply(query, ops.cast(scale, query.dtype))
     if rank == 3:
-        scores = ops.einsum("btd,bsd->bts", query, key)  # (B, T, S)
+        scores = dot_product_scores("btd,bsd->bts", query, key)  # (B, T, S)
     else:
-        scores = ops.einsum("btnd,bsnd->bnts", query, key)  # (B, N, T, S)
+        scores = dot_product_scores("btnd,bsnd->bnts", query, key)  # (B, N, T, S)
         if mask is not None:
             mask = ops.expand_dims(mask, -3)  # (B, 1, T, S)
-    weights = masked_softmax(scores, mask)
+    weights = ops.cast(masked_softmax(scores, mask), value.dtype)
     dropped = weights if dropout is None else dropout(weights, training=training)
     if rank == 3:
         output = ops.einsum("bts,bsd->btd", dropped, value)

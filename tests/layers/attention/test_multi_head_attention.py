@@ -323,3 +323,17 @@ def test_int8_quantized_model_runs():
     model.quantize("int8")
     after = keras.ops.convert_to_numpy(model(x))
     assert np.mean((before - after) ** 2) < 1e-2
+
+
+def test_mixed_float16_scores_past_float16_range_stay_finite():
+    # Query-key products of about 1e5 pass float16's largest value (65504);
+    # computed in float16 they become inf and the softmax gives NaN.
+    layer = MultiHeadAttention(1, 2, use_bias=False, dtype="mixed_float16")
+    x = np.full((1, 3, 2), 200.0, dtype="float32")
+    layer(x, x)
+    layer.set_weights([np.ones_like(w) for w in layer.get_weights()])
+    # scores = (400 / sqrt(2)) * 400 * 2 ≈ 2.3e5 per query-key pair.
+    output = layer(x, x)
+    assert keras.backend.standardize_dtype(output.dtype) == "float16"
+    output = keras.ops.convert_to_numpy(output).astype("float32")
+    np.testing.assert_allclose(output, np.full((1, 3, 2), 800.0), rtol=1e-3)

@@ -97,6 +97,14 @@ def test_softmax_in_float32_under_mixed_precision():
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(weights)))
 
 
+def test_mixed_float16_scores_past_float16_range_stay_finite():
+    q = np.full((1, 2, 4), 300.0, "float32")  # scores 300*300*4/2 = 1.8e5
+    v = np.array([[[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]], "float32")
+    layer = ScaledDotProductAttention(dtype="mixed_float16")
+    output = keras.ops.convert_to_numpy(layer(q, v, q)).astype("float32")
+    np.testing.assert_allclose(output, np.broadcast_to([3.0, 4.0, 5.0, 6.0], (1, 2, 4)))
+
+
 def test_rejects_bad_arguments():
     with pytest.raises(ValueError, match="dropout=1.5"):
         ScaledDotProductAttention(dropout=1.5)
