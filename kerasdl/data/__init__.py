@@ -1,4 +1,4 @@
-"""kerasdl data sets: `load_image_dataset(...)` and the errors its loaders raise."""
+"""kerasdl data sets: `load_image_dataset(...)`, the text and language-modelling loaders, and the errors they raise."""
 
 from kerasdl.data.errors import (
     DatasetFormatError,  # noqa: F401
@@ -18,4 +18,10 @@ from kerasdl.data.text_translation import (
     TRANSLATION_DATASETS,  # noqa: F401
     TranslationDataset,  # noqa: F401
     load_translation_dataset,  # noqa: F401
+)
+from kerasdl.data.timemachine import (
+    LANGUAGE_MODELING_DATASETS,  # noqa: F401
+    LanguageModelingDataset,  # noqa: F401
+    Vocabulary,  # noqa: F401
+    load_language_modeling_dataset,  # noqa: F401
 )
