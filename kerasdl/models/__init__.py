@@ -20,8 +20,19 @@ from kerasdl.models.googlenet import googlenet  # noqa: F401
 from kerasdl.models.lenet import lenet  # noqa: F401
 from kerasdl.models.mlp import mlp  # noqa: F401
 from kerasdl.models.nin import nin  # noqa: F401
-from kerasdl.models.registry import MODELS, get_model, register_model  # noqa: F401
+from kerasdl.models.registry import (  # noqa: F401
+    LANGUAGE_MODELS,
+    MODELS,
+    get_language_model,
+    get_model,
+    register_language_model,
+    register_model,
+)
 from kerasdl.models.resnet import resnet  # noqa: F401
+from kerasdl.models.rnn_language_model import (  # noqa: F401
+    RNNLanguageModel,
+    rnn_language_model,
+)
 from kerasdl.models.seq2seq import Seq2SeqAttention  # noqa: F401
 from kerasdl.models.text_classifier import (  # noqa: F401
     rnn_text_classifier,

@@ -69,3 +69,68 @@ def get_model(name, input_shape, num_classes, /, **kwargs):
             f"Unknown model {name!r}. Known models: {', '.join(sorted(MODELS))}."
         )
     return MODELS[name](input_shape, num_classes, **kwargs)
+
+
+# Language models ---------------------------------------------------------------------
+# Builders `(vocabulary_size, **kwargs) -> keras.Model` of models that follow the
+# language-model protocol (`call`, `initial_cache`, `call_with_cache`; see
+# `kerasdl.models.RNNLanguageModel`). Kept apart from `MODELS`, whose builders
+# classify images (`(input_shape, num_classes)`).
+LANGUAGE_MODELS = {}
+
+
+def register_language_model(name, builder, /, **defaults):
+    """Registers a language-model builder under `name`, with fixed arguments.
+
+    ```python
+    register_language_model("gru_lm", rnn_language_model, cell="gru")
+    ```
+
+    Args:
+        name: the registry name, e.g. `"lstm_lm"`.
+        builder: the family builder, `(vocabulary_size, **kwargs) -> keras.Model`.
+        **defaults: keyword arguments the variant fixes; callers may still
+            override them.
+
+    Returns:
+        The registered variant builder.
+    """
+    if name in LANGUAGE_MODELS:
+        raise ValueError(f"A language model named {name!r} is already registered.")
+
+    def variant(vocabulary_size, **kwargs):
+        return builder(vocabulary_size, **{**defaults, **kwargs})
+
+    variant.__name__ = variant.__qualname__ = name
+    variant.__doc__ = (
+        f"`{name}`: `{builder.__name__}` with "
+        + (", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "its defaults")
+        + f".\n\n{builder.__doc__ or ''}"
+    )
+    variant.family = builder
+    variant.defaults = dict(defaults)
+    LANGUAGE_MODELS[name] = variant
+    return variant
+
+
+def get_language_model(name, vocabulary_size, /, **kwargs):
+    """Builds the registered language model `name`.
+
+    Args:
+        name: a key of `kerasdl.models.LANGUAGE_MODELS`, e.g. `"lstm_lm"`.
+        vocabulary_size: number of token ids, padding (0) and unknown (1)
+            included.
+        **kwargs: passed to the builder (`units`, `num_layers`, `dropout`, ...).
+
+    Returns:
+        A `keras.Model` following the language-model protocol.
+
+    Raises:
+        ValueError: `name` is not registered; the message lists the known names.
+    """
+    if name not in LANGUAGE_MODELS:
+        raise ValueError(
+            f"Unknown language model {name!r}. Known language models: "
+            f"{', '.join(sorted(LANGUAGE_MODELS))}."
+        )
+    return LANGUAGE_MODELS[name](vocabulary_size, **kwargs)

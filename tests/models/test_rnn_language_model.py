@@ -1,0 +1,148 @@
+"""RNNLanguageModel: the language-model protocol, cached == uncached, saving (TF and JAX)."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from kerasdl.models import (
+    LANGUAGE_MODELS,
+    RNNLanguageModel,
+    get_language_model,
+)
+
+VOCAB = 11
+TOKENS = np.random.default_rng(0).integers(1, VOCAB, size=(3, 9)).astype("int32")
+
+
+def compile_fn(fn):
+    """`fn` as a graph: `tf.function` on TensorFlow, `jax.jit` on JAX."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    pytest.skip(f"no graph mode tested for {keras.backend.backend()}")
+
+
+def small(cell, num_layers=2, **kwargs):
+    keras.utils.set_random_seed(0)
+    return RNNLanguageModel(
+        VOCAB, cell=cell, units=6, num_layers=num_layers, embedding_dim=5, **kwargs
+    )
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm"])
+def test_prompt_then_one_token_at_a_time_equals_the_whole_sequence(cell):
+    model = small(cell)
+    expected = ops.convert_to_numpy(model(TOKENS))
+    assert expected.shape == (3, 9, VOCAB) and expected.dtype == np.float32
+    cache = model.initial_cache(3, 9)
+    logits, cache = model.call_with_cache(TOKENS[:, :4], cache, 0)  # the prompt
+    pieces = [ops.convert_to_numpy(logits)]
+    for index in range(4, 9):
+        logits, cache = model.call_with_cache(
+            TOKENS[:, index : index + 1], cache, index
+        )
+        pieces.append(ops.convert_to_numpy(logits))
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), expected, atol=1e-5)
+
+
+def test_cached_step_in_a_graph_with_a_tensor_index():
+    model = small("lstm")
+    expected = ops.convert_to_numpy(model(TOKENS))[:, 5]
+
+    @compile_fn
+    def run(tokens, index):
+        cache = model.initial_cache(3, 9)
+        _, cache = model.call_with_cache(tokens[:, :5], cache, 0)
+        logits, _ = model.call_with_cache(tokens[:, 5:6], cache, index)
+        return logits[:, 0]
+
+    graph = run(TOKENS, ops.convert_to_tensor(5, "int32"))
+    np.testing.assert_allclose(ops.convert_to_numpy(graph), expected, atol=1e-5)
+
+
+def test_initial_cache_holds_zero_states_per_layer():
+    lstm, gru = small("lstm", num_layers=3), small("gru", num_layers=1)
+    assert [len(states) for states in lstm.initial_cache(2, 5)] == [2, 2, 2]
+    (states,) = gru.initial_cache(2, 5)
+    assert len(states) == 1 and tuple(states[0].shape) == (2, 6)
+    assert not np.any(ops.convert_to_numpy(states[0]))
+
+
+def test_padding_to_the_right_leaves_earlier_logits_unchanged():
+    model = small("gru")
+    padded = np.concatenate([TOKENS[:, :5], np.zeros((3, 4), "int32")], axis=1)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(model(padded))[:, :5],
+        ops.convert_to_numpy(model(TOKENS[:, :5])),
+        atol=1e-6,
+    )
+
+
+def test_dropout_is_active_in_training_only():
+    model = small("lstm", dropout=0.5)
+    inference = ops.convert_to_numpy(model(TOKENS))
+    np.testing.assert_array_equal(ops.convert_to_numpy(model(TOKENS)), inference)
+    assert not np.allclose(
+        ops.convert_to_numpy(model(TOKENS, training=True)), inference
+    )
+
+
+def test_keras_file_round_trip(tmp_path):
+    model = small("gru", dropout=0.25, name="char_gru")
+    expected = ops.convert_to_numpy(model(TOKENS))
+    path = str(tmp_path / "lm.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # No custom_objects: registered.
+    assert isinstance(loaded, RNNLanguageModel)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(TOKENS)), expected, atol=1e-6
+    )
+
+
+def test_parameter_count_of_one_lstm_layer():
+    model = RNNLanguageModel(VOCAB, cell="lstm", units=6, embedding_dim=5)
+    model(TOKENS)
+    embedding, lstm, head = VOCAB * 5, 4 * (5 * 6 + 6 * 6 + 6), 6 * VOCAB + VOCAB
+    assert model.count_params() == embedding + lstm + head
+
+
+def test_learns_a_repeating_sequence():
+    model = small("gru", num_layers=1)
+    stream = np.tile(np.arange(2, 8, dtype="int32"), 20)
+    inputs = np.stack([stream[i : i + 12] for i in range(0, 96, 6)])
+    targets = np.stack([stream[i + 1 : i + 13] for i in range(0, 96, 6)])
+    model.compile(
+        keras.optimizers.Adam(0.05),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = model.fit(inputs, targets, epochs=30, verbose=0)
+    assert history.history["loss"][-1] < 0.1 * history.history["loss"][0]
+
+
+def test_registry_variants():
+    assert {"rnn_lm", "simple_rnn_lm", "gru_lm", "lstm_lm"} <= set(LANGUAGE_MODELS)
+    model = get_language_model("gru_lm", VOCAB, units=4, num_layers=2)
+    assert (model.cell, model.units, model.num_layers) == ("gru", 4, 2)
+    with pytest.raises(ValueError, match="Unknown language model 'rnn'.*gru_lm"):
+        get_language_model("rnn", VOCAB)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cell": "bidirectional_lstm"}, "cell.*Received: cell='bidirectional_lstm'"),
+        ({"units": 0}, "Received: units=0"),
+        ({"num_layers": 1.5}, "Received: num_layers=1.5"),
+        ({"dropout": 1.0}, "Received: dropout=1.0"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RNNLanguageModel(VOCAB, **kwargs)
