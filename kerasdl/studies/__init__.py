@@ -37,6 +37,7 @@ STUDIES: dict[str, Study] = {
         "regularization",
         "capacity",
         "distribution_shift",
+        "rnn_gradients",
     )
 }
 
