@@ -24,10 +24,22 @@ class Batcher:
 
     A request runs as soon as the event loop has handled the requests that
     arrived with it (those join its batch) when a worker slot is free and nothing
-    else is running, so a lone client pays no waiting. While model calls are in flight, requests
-    queue; when a slot frees, up to `max_batch_size` queued rows (with the same
-    servable, signature and per-row shapes) run as one call, after waiting at most
-    `batch_timeout_micros` for more to arrive. Results are split back by row.
+    else is running, so a lone client pays no waiting. While model calls are in
+    flight, requests queue; when a slot frees, up to `max_batch_size` queued rows
+    (with the same servable, signature and per-row shapes) run as one call, after
+    waiting at most `batch_timeout_micros` for more to arrive. Results are split
+    back by row.
+
+    The batch after a call also waits for the clients that call answered: they
+    (as many rows as the call had) usually send their next request at once, so
+    the next batch of that kind waits for them while requests keep coming, until
+    it holds the rows of the call that ended plus those already queued, or
+    `max_batch_size`, or no request came for `batch_timeout_micros` since the
+    call ended or the last arrival, and never longer than the call itself took.
+    A lone client is never held (its batch expects one row: its own). Without
+    this wait, clients that each wait for their answer split into batches of a
+    few rows and of the rest that alternate, and a model whose batch of 16 runs
+    at 70% of its batch of 32's rows per second loses that 30%.
 
     Args:
         run: `(servable, signature_name, inputs) -> outputs`, called in `executor`.
@@ -62,6 +74,8 @@ class Batcher:
         self.num_batch_threads = max(1, num_batch_threads)
         self.on_batch = on_batch
         self.queues = {}  # key -> list[_Pending]
+        # key -> (rows expected, wait began, deadline): a batch filling after a call.
+        self.filling = {}
         self.running = 0
         self._wakeup = None
         self._dispatch_scheduled = False
@@ -96,7 +110,8 @@ class Batcher:
         while self.running < self.num_batch_threads and self.queues:
             key, queue = max(self.queues.items(), key=lambda item: -item[1][0].arrived)
             queued_rows = sum(p.rows for p in queue)
-            waited = time.perf_counter() - queue[0].arrived
+            now = time.perf_counter()
+            waited = now - queue[0].arrived
             if (
                 self.running
                 and queued_rows < self.max_batch_size
@@ -107,6 +122,12 @@ class Batcher:
                         self.batch_timeout - waited, self._wake
                     )
                 return
+            wait = self._fill_wait(key, queue, queued_rows, now)
+            if wait > 0:
+                if self._wakeup is None:
+                    self._wakeup = loop.call_later(wait, self._wake)
+                return
+            self.filling.pop(key, None)
             batch, rows = [], 0
             while queue and rows + queue[0].rows <= self.max_batch_size:
                 rows += queue[0].rows
@@ -117,12 +138,24 @@ class Batcher:
             self.running += 1
             asyncio.ensure_future(self._call(servable, signature_name, batch))
 
+    def _fill_wait(self, key, queue, queued_rows, now):
+        """Seconds to go on waiting for the clients a finished call answered, or 0."""
+        if key not in self.filling:
+            return 0.0
+        expected, began, deadline = self.filling[key]
+        since_last = now - max(queue[-1].arrived, began)
+        if queued_rows >= expected or since_last >= self.batch_timeout:
+            return 0.0
+        return max(0.0, min(self.batch_timeout - since_last, deadline - now))
+
     def _wake(self):
         self._wakeup = None
         self._dispatch()
 
     async def _call(self, servable, signature_name, batch, alone=False):
         loop = asyncio.get_running_loop()
+        total = sum(p.rows for p in batch)
+        started = time.perf_counter()
         try:
             if len(batch) == 1:
                 inputs = batch[0].inputs
@@ -131,7 +164,6 @@ class Batcher:
                     k: np.concatenate([p.inputs[k] for p in batch])
                     for k in batch[0].inputs
                 }
-            total = sum(p.rows for p in batch)
             if self.on_batch is not None:
                 self.on_batch(servable.name, total)
             try:
@@ -169,5 +201,14 @@ class Batcher:
         finally:
             if not alone:
                 self.running -= 1
+                # Its clients come back: wait for them (see the class docstring).
+                key = self._key(servable, signature_name, batch[0].inputs)
+                queued = sum(p.rows for p in self.queues.get(key, ()))
+                now = time.perf_counter()
+                self.filling[key] = (
+                    min(self.max_batch_size, queued + total),
+                    now,
+                    now + (now - started),
+                )
                 if self.queues:
                     self._dispatch()
