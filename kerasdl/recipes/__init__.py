@@ -24,7 +24,9 @@ class Recipe:
     target: float | None  # Test score the default config is built to reach.
     description: str
     task: str = "image classification"
-    metric: str = "accuracy"  # What `target` measures: "accuracy" or "bleu".
+    metric: str = (
+        "accuracy"  # What `target` measures: "accuracy", "bleu", "perplexity".
+    )
 
     def load(self):
         return importlib.import_module(self.module)
@@ -86,6 +88,42 @@ RECIPES: dict[str, Recipe] = {
             "Encoder-decoder Transformer, en->fr",
             "translation",
             "bleu",
+        ),
+        Recipe(
+            "char_rnn",
+            "kerasdl.recipes.char_rnn",
+            "timemachine",
+            None,
+            "Character-level SimpleRNN language model, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
+        Recipe(
+            "char_gru",
+            "kerasdl.recipes.char_gru",
+            "timemachine",
+            None,
+            "Character-level GRU language model, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
+        Recipe(
+            "char_lstm",
+            "kerasdl.recipes.char_lstm",
+            "timemachine",
+            None,
+            "Character-level LSTM language model, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
+        Recipe(
+            "char_lstm_deep",
+            "kerasdl.recipes.char_lstm_deep",
+            "timemachine",
+            None,
+            "Character-level 2-layer LSTM language model, The Time Machine",
+            "language modeling",
+            "perplexity",
         ),
     ]
 }

@@ -1,0 +1,481 @@
+"""Language modelling as library steps: data, model, fit, perplexity, samples, export.
+
+    kerasdl train char_lstm            # = python -m kerasdl.recipes.char_lstm
+    kerasdl train char_gru --units 512
+
+*The Time Machine* (`kerasdl.data.load_language_modeling_dataset`: contiguous
+split, first 90% of the story trains, last 10% validates, vocabulary from the
+training split) -> a model of kerasdl's language-model protocol
+(`kerasdl.models.RNNLanguageModel`, `TransformerLanguageModel`) -> Adam with
+gradient clipping (`clipnorm`), next-token cross-entropy from logits (the token
+streams hold no padding, so nothing is masked) -> `kerasdl.tasks.fit` (early
+stopping on validation loss, resumable) -> perplexity and bits per token over
+the *whole* training and validation streams (`split_cross_entropy`), the
+interpolated Kneser-Ney n-gram baseline (`kerasdl.models.ngram`) on the same
+validation tokens -> sampled continuations of fixed prompts -> a SavedModel
+(`kerasdl.export.export_language_model`: `serving_default`, `generate`, `score`).
+
+```python
+from kerasdl.tasks import language_modeling as task
+
+config = task.LanguageModelingConfig(model="lstm_lm", epochs=1, units=64)
+data = task.load_data(config)
+model = task.build_model(config, data)
+task.compile_model(model, config, steps_per_epoch=int(data.train.cardinality()))
+```
+
+Files written by `run`: as `kerasdl.tasks.image_classification`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from kerasdl.tasks import config_fields as fields
+from kerasdl.tasks.exit_codes import UsageError
+
+DESCRIPTION = "Train, evaluate (perplexity) and export the {recipe} language model."
+FIXED_FIELDS = ("model",)
+MODEL_NAMES = ("simple_rnn_lm", "gru_lm", "lstm_lm", "transformer_lm")
+PROMPTS = ("The Time Traveller", "I saw", "The Morlocks")  # for the model card
+
+
+def _sampling(default, help=None, **rules):
+    """A field that changes sampling/evaluation only: it may change on resume."""
+    metadata = {"resume": True, **rules}
+    if help:
+        metadata["help"] = help
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class LanguageModelingConfig:
+    """Every hyperparameter of a language-modelling run."""
+
+    model: str = field(default="lstm_lm", metadata={"choices": MODEL_NAMES})
+    dataset: str = fields.dataset(
+        "timemachine", "kerasdl.data.timemachine:LANGUAGE_MODELING_DATASETS"
+    )
+    level: str = field(
+        default="char", metadata={"choices": ("char", "word"), "help": "token unit"}
+    )
+    sequence_length: int = fields.positive(64, "tokens per training row", 100_000)
+    sampling: str = field(
+        default="random",
+        metadata={
+            "choices": ("random", "sequential"),
+            "help": "batching of the training stream",
+        },
+    )
+    max_vocabulary_size: int | None = field(
+        default=None,
+        metadata={"help": "vocabulary cap (reserved ids included)", "min": 3},
+    )
+    epochs: int = fields.epochs(20)
+    batch_size: int = fields.batch_size(32)
+    learning_rate: float = fields.learning_rate(2e-3)
+    lr_schedule: str = fields.lr_schedule("constant")
+    clipnorm: float = field(
+        default=1.0,
+        metadata={"help": "gradient norm clipping", "above": 0, "max": 1e6},
+    )
+    embedding_dim: int = fields.positive(64, "RNN token embedding", 100_000)
+    units: int = fields.positive(256, "RNN units per layer", 100_000)
+    num_layers: int = fields.positive(1, maximum=1_000)
+    bidirectional: bool = field(
+        default=False,
+        metadata={"help": "refused: a language model must not read ahead"},
+    )
+    hidden_dim: int = fields.positive(128, "Transformer width", 100_000)
+    num_heads: int = fields.positive(4, "Transformer heads", 1_000)
+    intermediate_dim: int = fields.positive(512, "Transformer MLP", 1_000_000)
+    dropout: float = fields.fraction(0.0)
+    early_stopping_patience: int = fields.patience(3)
+    ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
+    sample_length: int = _sampling(120, "tokens sampled per prompt", min=1, max=10_000)
+    temperature: float = _sampling(0.7, "sampling temperature", above=0, max=100)
+    seed: int = fields.seed(0)
+    output: str = fields.output()
+    verbose: str = fields.verbose()
+
+
+Config = LanguageModelingConfig
+
+
+@dataclass
+class LanguageModelingRunResult:
+    export_path: str
+    metrics: dict
+    epochs_run: int
+    training_seconds: float
+    samples: list
+    model_card: dict
+
+
+# Steps -------------------------------------------------------------------------------
+
+
+def check_config(config: LanguageModelingConfig) -> None:
+    """Field rules, then the rules between fields; one line per refusal."""
+    from kerasdl.tasks import steps
+
+    steps.check_config(config)
+    if config.bidirectional:
+        raise UsageError(
+            "--bidirectional: a bidirectional RNN reads the text from both ends, so "
+            "it would see the very token it must predict; language models read left "
+            "to right only (bidirectional RNNs belong in classifiers: rnn_intent)"
+        )
+    if config.model == "transformer_lm" and config.hidden_dim % config.num_heads:
+        raise UsageError(
+            f"--num-heads {config.num_heads} must divide --hidden-dim "
+            f"{config.hidden_dim} (each head gets hidden_dim / num_heads features)"
+        )
+
+
+def load_data(config: LanguageModelingConfig):
+    """The `kerasdl.data.LanguageModelingDataset` of `config`."""
+    from kerasdl.data.timemachine import load_language_modeling_dataset
+
+    try:
+        return load_language_modeling_dataset(
+            config.dataset,
+            level=config.level,
+            sequence_length=config.sequence_length,
+            batch_size=config.batch_size,
+            sampling=config.sampling,
+            max_vocabulary_size=config.max_vocabulary_size,
+            seed=config.seed,
+        )
+    except ValueError as error:
+        raise UsageError(error) from None
+
+
+def build_model(config: LanguageModelingConfig, data, name=None):
+    """The registered language model `config.model` over the data's vocabulary."""
+    from kerasdl.models import LANGUAGE_MODELS, get_language_model
+
+    size = data.vocabulary.size
+    name = name or config.model
+    try:
+        if config.model == "transformer_lm" and "transformer_lm" not in LANGUAGE_MODELS:
+            from kerasdl.models.transformer_language_model import (
+                TransformerLanguageModel,
+            )
+
+            model = TransformerLanguageModel(
+                size,
+                config.sequence_length,
+                num_layers=config.num_layers,
+                num_heads=config.num_heads,
+                hidden_dim=config.hidden_dim,
+                intermediate_dim=config.intermediate_dim,
+                dropout=config.dropout,
+                name=name,
+            )
+        elif config.model == "transformer_lm":
+            model = get_language_model(
+                "transformer_lm",
+                size,
+                sequence_length=config.sequence_length,
+                num_layers=config.num_layers,
+                num_heads=config.num_heads,
+                hidden_dim=config.hidden_dim,
+                intermediate_dim=config.intermediate_dim,
+                dropout=config.dropout,
+                name=name,
+            )
+        else:
+            model = get_language_model(
+                config.model,
+                size,
+                units=config.units,
+                num_layers=config.num_layers,
+                embedding_dim=config.embedding_dim,
+                dropout=config.dropout,
+                name=name,
+            )
+    except ValueError as error:
+        raise UsageError(error) from None
+    return model
+
+
+def build(model) -> None:
+    """Creates the model's weights with a one-token batch (to size checkpoints)."""
+    import numpy as np
+
+    model(np.zeros((1, 1), "int32"), training=False)
+
+
+def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int):
+    """Adam (constant or cosine rate) with `clipnorm`; cross-entropy from logits."""
+    import keras
+
+    from kerasdl.tasks.steps import optimizer
+
+    adam = optimizer(
+        "adam",
+        config.learning_rate,
+        schedule=config.lr_schedule,
+        total_steps=config.epochs * steps_per_epoch,
+    )
+    # The shared builder has no clipping: the same optimizer, plus clipnorm.
+    adam = keras.optimizers.Adam.from_config(
+        {**adam.get_config(), "clipnorm": config.clipnorm}
+    )
+    model.compile(
+        optimizer=adam,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float, int]:
+    """Summed next-token cross-entropy (nats) over a whole token stream.
+
+    The stream is cut into `rows` contiguous rows read `chunk_length` tokens at
+    a time; every token but the first is predicted exactly once. A model
+    without a fixed context (an RNN) carries its states from chunk to chunk
+    (`call_with_cache`), so only the start of each row is read without
+    context; a model with a fixed context (`sequence_length`) reads each chunk
+    afresh, its chunks at most that long.
+
+    Returns:
+        `(total nats, tokens predicted)`; perplexity is `exp(total / count)`.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    ids = np.asarray(ids, "int32")
+    predicted = len(ids) - 1
+    context = getattr(model, "sequence_length", None)
+    if context:
+        chunk_length = min(chunk_length, context)
+    row_length = -(-predicted // rows)  # targets per row
+    row_length = -(-row_length // chunk_length) * chunk_length
+    inputs = np.zeros(rows * row_length, "int32")
+    targets = np.zeros(rows * row_length, "int32")
+    inputs[:predicted], targets[:predicted] = ids[:-1], ids[1:]
+    weights = (np.arange(rows * row_length) < predicted).astype("float32")
+    inputs, targets, weights = (
+        a.reshape(rows, row_length) for a in (inputs, targets, weights)
+    )
+
+    @tf.function
+    def chunk_loss(x, y, w, cache, index):
+        if context:
+            logits = model(x, training=False)
+        else:
+            logits, cache = model.call_with_cache(x, cache, index)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            y, tf.cast(logits, tf.float32)
+        )
+        return tf.reduce_sum(tf.cast(losses * w, tf.float64)), cache
+
+    cache = model.initial_cache(rows, chunk_length) if not context else []
+    total = 0.0
+    for start in range(0, row_length, chunk_length):
+        window = slice(start, start + chunk_length)
+        loss, cache = chunk_loss(
+            inputs[:, window],
+            targets[:, window],
+            weights[:, window],
+            cache,
+            tf.constant(start, tf.int32),
+        )
+        total += float(loss)
+    return total, predicted
+
+
+def evaluate(model, config: LanguageModelingConfig, data) -> dict:
+    """Train and validation perplexity over the whole streams, and the baseline."""
+    from kerasdl.models.ngram import KneserNeyLanguageModel
+
+    metrics = {}
+    for split, ids in (("train", data.train_ids), ("validation", data.validation_ids)):
+        total, count = split_cross_entropy(
+            model, ids, chunk_length=config.sequence_length
+        )
+        metrics[f"{split}_cross_entropy"] = total / count
+        metrics[f"{split}_perplexity"] = math.exp(total / count)
+        metrics[f"{split}_bits_per_token"] = total / count / math.log(2)
+        metrics[f"{split}_tokens_predicted"] = count
+    ngram = KneserNeyLanguageModel(order=config.ngram_order).fit(
+        data.train_ids, data.vocabulary.size
+    )
+    metrics["baseline"] = f"interpolated Kneser-Ney, order {config.ngram_order}"
+    metrics["baseline_validation_perplexity"] = ngram.perplexity(data.validation_ids)
+    metrics["baseline_validation_bits_per_token"] = ngram.bits_per_token(
+        data.validation_ids
+    )
+    return metrics
+
+
+def text_model(model, data):
+    """The `TextLanguageModel` (strings in, strings out) around a trained model."""
+    from kerasdl.export.language_model import TextLanguageModel
+
+    return TextLanguageModel(model, data.vocabulary, data.level)
+
+
+def samples(text_model_, config: LanguageModelingConfig) -> list[dict]:
+    """Seeded continuations of the fixed `PROMPTS` (plus a greedy one each)."""
+    import tensorflow as tf
+
+    prompts = tf.constant(PROMPTS)
+    generate = tf.function(text_model_.generate)
+    sampled = generate(
+        prompts, config.sample_length, config.temperature, 0, 1.0, config.seed
+    )
+    greedy = generate(prompts, config.sample_length, 1.0, 1, 1.0, config.seed)
+    return [
+        {
+            "prompt": prompt,
+            "sampled": s.decode("utf-8"),
+            "greedy": g.decode("utf-8"),
+            "temperature": config.temperature,
+            "seed": config.seed,
+        }
+        for prompt, s, g in zip(
+            PROMPTS, sampled["continuation"].numpy(), greedy["continuation"].numpy()
+        )
+    ]
+
+
+def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe):
+    """The model card dict written beside the export."""
+    from kerasdl.export.model_card import build_model_card
+    from kerasdl.tasks import steps
+
+    card = build_model_card(
+        recipe=recipe,
+        config=dataclasses.asdict(config),
+        dataset={
+            "name": data.name,
+            "level": data.level,
+            "split": "contiguous: first 90% of the story trains, last 10% validates",
+            "train_tokens": len(data.train_ids),
+            "validation_tokens": len(data.validation_ids),
+            "vocabulary_size": data.vocabulary.size,
+            "input_dtype": "string",
+        },
+        metrics={**metrics, **steps.final_metrics(fit_result.history)},
+        training=steps.training_summary(config, fit_result),
+        parameter_count=model.count_params(),
+        signature={
+            "serving_default": {
+                "inputs": {"prompt": [None]},
+                "outputs": ["continuation", "continuation_ids", "continuation_length"],
+            },
+            "generate": {
+                "inputs": {
+                    "prompt": [None],
+                    "max_length": [],
+                    "temperature": [],
+                    "top_k": [],
+                    "top_p": [],
+                    "seed": [],
+                },
+                "outputs": ["continuation", "continuation_ids", "continuation_length"],
+            },
+            "score": {
+                "inputs": {"text": [None]},
+                "outputs": ["negative_log_likelihood", "num_predicted"],
+            },
+        },
+    )
+    card["samples"] = sample_list
+    return card
+
+
+def export(text_model_, base_dir, *, card, extra_assets=None) -> str:
+    """A new SavedModel version (strings in, strings out); returns its path."""
+    from kerasdl.export.language_model import export_language_model
+
+    return export_language_model(
+        text_model_,
+        base_dir,
+        model_card=card,
+        verification_texts=list(PROMPTS),
+        extra_assets=extra_assets,
+    )
+
+
+# The pipeline ------------------------------------------------------------------------
+
+
+def run(
+    config: LanguageModelingConfig,
+    workdir,
+    recipe: str | None = None,
+    restart: bool = False,
+) -> LanguageModelingRunResult:
+    """Trains a language model, reports perplexities, samples, exports; resumable."""
+    from kerasdl import training
+    from kerasdl.export import model_directory
+    from kerasdl.plots import plot_learning_curves
+    from kerasdl.recipes import default_dataset
+    from kerasdl.tasks import steps
+    from kerasdl.tasks.fit import fit
+
+    check_config(config)
+    recipe = recipe or config.model
+    base_dir = model_directory(
+        config.output, recipe, config.dataset, default_dataset(recipe)
+    )
+    with steps.open_run(config, workdir, recipe=recipe, restart=restart) as run_dir:
+        steps.remove_stale_exports(base_dir)
+        training.set_seed(config.seed)
+        data = load_data(config)
+        model = build_model(config, data, name=recipe)
+        compile_model(model, config, steps_per_epoch=int(data.train.cardinality()))
+        build(model)
+        steps.check_space(run_dir, config.output, model)
+        fitted = fit(
+            model,
+            data.train,
+            data.validation,
+            run_dir=run_dir,
+            epochs=config.epochs,
+            patience=config.early_stopping_patience,
+            verbose=config.verbose,
+        )
+        metrics = evaluate(model, config, data)
+        text_model_ = text_model(model, data)
+        sample_list = samples(text_model_, config)
+        for sample in sample_list:
+            print(f"  {sample['prompt']!r} -> {sample['sampled']!r}")
+        curves = plot_learning_curves(
+            fitted.history,
+            run_dir.file("learning_curves.png"),
+            title=f"{recipe} on {data.name}",
+        )
+        card = model_card(
+            config, data, model, metrics, fitted, sample_list, recipe=recipe
+        )
+        export_path = export(
+            text_model_,
+            base_dir,
+            card=card,
+            extra_assets={"learning_curves.png": curves},
+        )
+        run_dir.mark_published(export_path)
+    return LanguageModelingRunResult(
+        export_path, metrics, fitted.epochs_run, fitted.seconds, sample_list, card
+    )
+
+
+def report(result: LanguageModelingRunResult) -> None:
+    """Prints what `run` returned, for the command line."""
+    m = result.metrics
+    print(
+        f"Perplexity: train {m['train_perplexity']:.3f}, validation "
+        f"{m['validation_perplexity']:.3f} ({m['validation_bits_per_token']:.3f} bits "
+        f"per token); {m['baseline']}: validation "
+        f"{m['baseline_validation_perplexity']:.3f} "
+        f"({m['baseline_validation_bits_per_token']:.3f} bits per token) "
+        f"({result.epochs_run} epochs, {result.training_seconds:.1f} s)"
+    )
+    print(f"Model exported to: {result.export_path}")
