@@ -129,6 +129,7 @@ class TextLanguageModel:
             num_oov_indices=1,
             name="token_lookup",
         )
+        self.lookup(tf.constant(["<unk>"]))  # built: the export tracks it
         start = "\n" if level == "char" else "."
         self.start_id = tokens.index(start) if start in tokens else UNKNOWN_ID
         self._token_strings = tf.constant(tokens)

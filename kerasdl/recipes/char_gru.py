@@ -20,8 +20,8 @@ CONFIG = LanguageModelingConfig(
     model="gru_lm",
     units=256,
     embedding_dim=64,
-    epochs=20,
-    learning_rate=2e-3,
+    epochs=40,
+    learning_rate=5e-3,
     dropout=0.1,
 )
 

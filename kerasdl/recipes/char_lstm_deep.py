@@ -21,8 +21,8 @@ CONFIG = LanguageModelingConfig(
     units=256,
     num_layers=2,
     embedding_dim=64,
-    epochs=20,
-    learning_rate=2e-3,
+    epochs=40,
+    learning_rate=5e-3,
     dropout=0.2,
 )
 

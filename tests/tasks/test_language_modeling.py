@@ -1,0 +1,87 @@
+"""The language-modelling task: config checks, whole-stream perplexity, a CLI run."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from kerasdl.models import RNNLanguageModel
+from kerasdl.recipes import RECIPES
+from kerasdl.tasks import language_modeling as task
+
+CHAR_RECIPES = ("char_rnn", "char_gru", "char_lstm", "char_lstm_deep")
+
+
+def test_recipes_are_registered_language_models():
+    for name in CHAR_RECIPES:
+        recipe = RECIPES[name]
+        assert (recipe.task, recipe.dataset, recipe.metric) == (
+            "language modeling",
+            "timemachine",
+            "perplexity",
+        )
+        config = recipe.load().CONFIG
+        assert config.model in task.MODEL_NAMES and config.level == "char"
+    assert RECIPES["char_lstm_deep"].load().CONFIG.num_layers >= 2
+
+
+def test_bidirectional_is_refused_in_one_line(tmp_path, capsys):
+    from kerasdl.recipes import char_lstm
+
+    status = char_lstm.main(["--bidirectional", "--workdir", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert status == 2
+    assert "\n" not in err and "see the very token it must predict" in err
+    assert not (tmp_path / "run").exists()  # refused before anything started
+
+
+def test_bad_values_are_refused_before_any_work(tmp_path, capsys):
+    from kerasdl.recipes import char_gru
+
+    status = char_gru.main(["--clipnorm", "0", "--workdir", str(tmp_path / "run")])
+    assert status == 2 and "clipnorm" in capsys.readouterr().err
+
+
+def test_whole_stream_cross_entropy_carries_the_states_between_chunks():
+    keras.utils.set_random_seed(0)
+    model = RNNLanguageModel(9, cell="lstm", units=4, embedding_dim=3)
+    ids = np.random.default_rng(0).integers(2, 9, size=23).astype("int32")
+    total, count = task.split_cross_entropy(model, ids, chunk_length=5, rows=1)
+    logits = np.asarray(model(ids[None, :-1]), "float64")[0]
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -log_probs[np.arange(22), ids[1:]].sum()
+    assert count == 22
+    assert math.isclose(total, expected, rel_tol=1e-5)
+
+
+@pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
+def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
+    from kerasdl.recipes import char_lstm
+
+    flags = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
+    status = char_lstm.main(
+        flags.split()
+        + ["--sample-length", "5", "--ngram-order", "3"]
+        + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    export_dir = tmp_path / "models" / "char_lstm" / "1"
+    assert f"Model exported to: {export_dir}" in out
+    card = json.loads((export_dir / "assets.extra" / "model_card.json").read_text())
+    metrics = card["metrics"]
+    assert 1.0 < metrics["validation_perplexity"] < card["dataset"]["vocabulary_size"]
+    assert math.isclose(
+        metrics["validation_bits_per_token"],
+        math.log2(metrics["validation_perplexity"]),
+        rel_tol=1e-9,
+    )
+    assert (
+        metrics["validation_tokens_predicted"]
+        == card["dataset"]["validation_tokens"] - 1
+    )
+    assert metrics["baseline_validation_perplexity"] > 1.0
+    assert [s["prompt"] for s in card["samples"]] == list(task.PROMPTS)
+    assert all(len(s["sampled"]) == 5 for s in card["samples"])
