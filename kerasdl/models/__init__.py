@@ -38,5 +38,9 @@ from kerasdl.models.text_classifier import (  # noqa: F401
     rnn_text_classifier,
     transformer_text_classifier,
 )
+from kerasdl.models.transformer_language_model import (  # noqa: F401
+    TransformerLanguageModel,
+    transformer_language_model,
+)
 from kerasdl.models.transformer_translator import TransformerTranslator  # noqa: F401
 from kerasdl.models.vgg import vgg  # noqa: F401

@@ -22,9 +22,13 @@ class TransformerTranslator(keras.Model):
     encoder output) read the target shifted right; a dense layer gives the next
     token's logits. Padding (id 0) is masked in every attention.
 
-    Generation (`generate`) goes through `kerasdl.decoding`; each step reruns the
-    decoder over the prefix generated so far (no key/value cache: with sentences of
-    about 20 tokens this costs little and keeps the model a plain Keras graph).
+    Generation (`generate`) goes through `kerasdl.decoding` (greedy or beam
+    search). By default each step runs the decoder on the newest token only: the
+    decoder blocks keep the self-attention keys and values of the earlier
+    positions in fixed-size buffers, and the cross-attention keys and values of
+    the encoder outputs are computed once per sentence (`TransformerDecoder`'s
+    key/value cache). `use_cache=False` reruns the decoder over the whole output
+    buffer at every step instead; both give the same tokens.
 
     Args:
         source_vocabulary_size: int, source vocabulary size.
@@ -116,9 +120,9 @@ class TransformerTranslator(keras.Model):
             target_vocabulary_size, name="output_projection"
         )
 
-    def _embed(self, embedding, tokens, training):
+    def _embed(self, embedding, tokens, training, start_index=0):
         x = embedding(tokens) * math.sqrt(self.hidden_dim)  # (batch, length, d)
-        x = x + self.position_encoding(x)
+        x = x + self.position_encoding(x, start_index=start_index)
         return self.embedding_dropout(x, training=training)
 
     def encode(self, source, training=False):
@@ -180,17 +184,28 @@ class TransformerTranslator(keras.Model):
         max_length,
         beam_size=1,
         length_penalty_alpha=0.0,
+        use_cache=True,
     ):
         """Translates source ids with `kerasdl.decoding` (greedy when `beam_size=1`).
+
+        `use_cache=True` decodes incrementally (one decoder step per token, with
+        the blocks' key/value caches); `False` reruns the decoder over the whole
+        output buffer at every step. Both return the same tokens.
 
         Returns int32 `(batch, max_length)`: start token, generated ids, end token,
         then padding (0).
         """
-        cache = self.encode(source)
+        encoded = self.encode(source)
+        if use_cache:
+            next_token_fn, cache = self._cached_decoding(encoded, max_length)
+        else:
+            cache = encoded
 
-        def next_token_fn(tokens, cache, step):
-            logits = self.decode(tokens, cache["encoder_outputs"], cache["source_mask"])
-            return ops.take(logits, step - 1, axis=1), cache  # (rows, V)
+            def next_token_fn(tokens, cache, step):
+                logits = self.decode(
+                    tokens, cache["encoder_outputs"], cache["source_mask"]
+                )
+                return ops.take(logits, step - 1, axis=1), cache  # (rows, V)
 
         return generate_tokens(
             next_token_fn,
@@ -202,6 +217,47 @@ class TransformerTranslator(keras.Model):
             beam_size,
             length_penalty_alpha,
         )
+
+    def _cached_decoding(self, encoded, max_length):
+        """`(next_token_fn, cache)` that run the decoder on one new token per step."""
+        encoder_outputs = encoded["encoder_outputs"]  # (batch, S, d)
+        batch = ops.shape(encoder_outputs)[0]
+        for block in self.decoder_blocks:
+            if not block.built:  # a model that has only generated so far
+                block.build((None, None, self.hidden_dim), encoder_outputs.shape)
+        cache = {
+            "source_mask": encoded["source_mask"],
+            "cross_attention": [
+                block.cross_attention_cache(encoder_outputs)
+                for block in self.decoder_blocks
+            ],
+            "self_attention": [
+                block.initial_self_attention_cache(batch, max_length)
+                for block in self.decoder_blocks
+            ],
+        }
+
+        def next_token_fn(tokens, cache, step):
+            index = step - 1  # the newest known token, the one fed in
+            newest = ops.expand_dims(ops.take(tokens, index, axis=1), 1)  # (rows, 1)
+            x = self._embed(self.target_embedding, newest, False, start_index=index)
+            source_mask = ops.cast(cache["source_mask"], "bool")
+            self_attention = []
+            for block, block_cache, cross_cache in zip(
+                self.decoder_blocks, cache["self_attention"], cache["cross_attention"]
+            ):
+                x, block_cache = block(
+                    x,
+                    self_attention_cache=block_cache,
+                    cache_index=index,
+                    cross_attention_cache=cross_cache,
+                    encoder_padding_mask=source_mask,
+                )
+                self_attention.append(block_cache)
+            logits = ops.cast(self.output_projection(x[:, 0]), "float32")  # (rows, V)
+            return logits, {**cache, "self_attention": self_attention}
+
+        return next_token_fn, cache
 
     def get_config(self):
         config = super().get_config()
