@@ -125,6 +125,15 @@ RECIPES: dict[str, Recipe] = {
             "language modeling",
             "perplexity",
         ),
+        Recipe(
+            "char_transformer",
+            "kerasdl.recipes.char_transformer",
+            "timemachine",
+            None,
+            "Character-level decoder-only Transformer language model, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
     ]
 }
 

@@ -155,27 +155,12 @@ def load_data(config: LanguageModelingConfig):
 
 def build_model(config: LanguageModelingConfig, data, name=None):
     """The registered language model `config.model` over the data's vocabulary."""
-    from kerasdl.models import LANGUAGE_MODELS, get_language_model
+    from kerasdl.models import get_language_model
 
     size = data.vocabulary.size
     name = name or config.model
     try:
-        if config.model == "transformer_lm" and "transformer_lm" not in LANGUAGE_MODELS:
-            from kerasdl.models.transformer_language_model import (
-                TransformerLanguageModel,
-            )
-
-            model = TransformerLanguageModel(
-                size,
-                config.sequence_length,
-                num_layers=config.num_layers,
-                num_heads=config.num_heads,
-                hidden_dim=config.hidden_dim,
-                intermediate_dim=config.intermediate_dim,
-                dropout=config.dropout,
-                name=name,
-            )
-        elif config.model == "transformer_lm":
+        if config.model == "transformer_lm":
             model = get_language_model(
                 "transformer_lm",
                 size,
@@ -235,24 +220,34 @@ def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int
 def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float, int]:
     """Summed next-token cross-entropy (nats) over a whole token stream.
 
-    The stream is cut into `rows` contiguous rows read `chunk_length` tokens at
-    a time; every token but the first is predicted exactly once. A model
-    without a fixed context (an RNN) carries its states from chunk to chunk
-    (`call_with_cache`), so only the start of each row is read without
-    context; a model with a fixed context (`sequence_length`) reads each chunk
-    afresh, its chunks at most that long.
+    Every token but the first is predicted exactly once. A model without a
+    fixed context (an RNN) reads the stream as `rows` contiguous rows,
+    `chunk_length` tokens at a time, carrying its states from chunk to chunk
+    (`call_with_cache`), so only the start of each row is read without context.
+    A model with a fixed context (`sequence_length`) reads overlapping windows
+    of `min(chunk_length, sequence_length)` tokens moved on by half a window,
+    and each window scores only its second half (the first window all of it),
+    so every prediction but the first half-window's sees at least half a
+    window of context; `rows` windows go through the model at a time.
 
     Returns:
         `(total nats, tokens predicted)`; perplexity is `exp(total / count)`.
     """
     import numpy as np
-    import tensorflow as tf
 
     ids = np.asarray(ids, "int32")
-    predicted = len(ids) - 1
     context = getattr(model, "sequence_length", None)
     if context:
-        chunk_length = min(chunk_length, context)
+        return _windowed_cross_entropy(model, ids, min(chunk_length, context), rows)
+    return _carried_cross_entropy(model, ids, chunk_length, rows)
+
+
+def _carried_cross_entropy(model, ids, chunk_length, rows):
+    # `rows` contiguous rows, read chunk by chunk with the states carried on.
+    import numpy as np
+    import tensorflow as tf
+
+    predicted = len(ids) - 1
     row_length = -(-predicted // rows)  # targets per row
     row_length = -(-row_length // chunk_length) * chunk_length
     inputs = np.zeros(rows * row_length, "int32")
@@ -265,16 +260,10 @@ def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float,
 
     @tf.function
     def chunk_loss(x, y, w, cache, index):
-        if context:
-            logits = model(x, training=False)
-        else:
-            logits, cache = model.call_with_cache(x, cache, index)
-        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            y, tf.cast(logits, tf.float32)
-        )
-        return tf.reduce_sum(tf.cast(losses * w, tf.float64)), cache
+        logits, cache = model.call_with_cache(x, cache, index)
+        return _weighted_sum(logits, y, w), cache
 
-    cache = model.initial_cache(rows, chunk_length) if not context else []
+    cache = model.initial_cache(rows, chunk_length)
     total = 0.0
     for start in range(0, row_length, chunk_length):
         window = slice(start, start + chunk_length)
@@ -287,6 +276,43 @@ def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float,
         )
         total += float(loss)
     return total, predicted
+
+
+def _windowed_cross_entropy(model, ids, window, rows):
+    # Windows of `window` inputs every `stride` tokens; each scores its last
+    # `stride` targets (the first window all of them).
+    import numpy as np
+    import tensorflow as tf
+
+    predicted = len(ids) - 1
+    stride = max(1, window // 2)
+    starts = np.arange(0, max(1, predicted - window + stride), stride)
+    positions = starts[:, None] + np.arange(window)[None, :]  # (windows, window)
+    valid = positions < predicted
+    scored = np.arange(window)[None, :] >= window - stride
+    scored = scored | (starts[:, None] == 0)
+    inputs = np.where(valid, ids[np.minimum(positions, predicted - 1)], 0)
+    targets = np.where(valid, ids[np.minimum(positions + 1, predicted)], 0)
+    weights = (valid & scored).astype("float32")
+
+    @tf.function
+    def window_loss(x, y, w):
+        return _weighted_sum(model(x, training=False), y, w)
+
+    total = 0.0
+    for first in range(0, len(starts), rows):
+        batch = slice(first, first + rows)
+        total += float(window_loss(inputs[batch], targets[batch], weights[batch]))
+    return total, predicted
+
+
+def _weighted_sum(logits, targets, weights):
+    import tensorflow as tf
+
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        targets, tf.cast(logits, tf.float32)
+    )
+    return tf.reduce_sum(tf.cast(losses * weights, tf.float64))
 
 
 def evaluate(model, config: LanguageModelingConfig, data) -> dict:

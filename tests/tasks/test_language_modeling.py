@@ -11,7 +11,13 @@ from kerasdl.models import RNNLanguageModel
 from kerasdl.recipes import RECIPES
 from kerasdl.tasks import language_modeling as task
 
-CHAR_RECIPES = ("char_rnn", "char_gru", "char_lstm", "char_lstm_deep")
+CHAR_RECIPES = (
+    "char_rnn",
+    "char_gru",
+    "char_lstm",
+    "char_lstm_deep",
+    "char_transformer",
+)
 
 
 def test_recipes_are_registered_language_models():
@@ -54,6 +60,33 @@ def test_whole_stream_cross_entropy_carries_the_states_between_chunks():
     expected = -log_probs[np.arange(22), ids[1:]].sum()
     assert count == 22
     assert math.isclose(total, expected, rel_tol=1e-5)
+
+
+class _BigramModel(keras.Model):
+    """Logits from the current token only, and a fixed context like a Transformer."""
+
+    sequence_length = 6
+
+    def __init__(self):
+        super().__init__(name="bigram")
+        self.table = keras.layers.Embedding(9, 9)
+
+    def call(self, tokens, training=False):
+        return self.table(tokens)
+
+
+@pytest.mark.parametrize("length", [4, 7, 23])
+def test_fixed_context_model_scores_every_token_once_in_overlapping_windows(length):
+    keras.utils.set_random_seed(0)
+    model = _BigramModel()
+    ids = np.random.default_rng(1).integers(2, 9, size=length).astype("int32")
+    total, count = task.split_cross_entropy(model, ids, chunk_length=64, rows=2)
+    logits = np.asarray(model(ids[None, :-1]), "float64")[0]
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    assert count == length - 1
+    assert math.isclose(
+        total, -log_probs[np.arange(count), ids[1:]].sum(), rel_tol=1e-5
+    )
 
 
 @pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
