@@ -17,7 +17,9 @@ JAX_STAMP := $(JAX_VENV)/.kerasdl-installed
 JAX_TESTS := tests/layers tests/regularizers tests/callbacks tests/compat \
 	tests/models/test_model_zoo.py tests/models/test_model_options.py \
 	tests/models/test_param_counts.py tests/models/test_model_saving.py \
-	tests/models/test_mlp.py tests/models/test_ensemble.py
+	tests/models/test_mlp.py tests/models/test_ensemble.py \
+	tests/decoding/test_search.py tests/decoding/test_sampling.py \
+	tests/decoding/test_generate.py
 PYTEST_ARGS ?=
 
 .PHONY: demo study test test-tensorflow test-jax test-large bench lint install
