@@ -19,7 +19,9 @@ JAX_TESTS := tests/layers tests/regularizers tests/callbacks tests/compat \
 	tests/models/test_param_counts.py tests/models/test_model_saving.py \
 	tests/models/test_mlp.py tests/models/test_ensemble.py \
 	tests/decoding/test_search.py tests/decoding/test_sampling.py \
-	tests/decoding/test_generate.py
+	tests/decoding/test_generate.py tests/models/test_rnn_language_model.py \
+	tests/models/test_transformer_language_model.py \
+	tests/models/test_transformer_translator_cache.py
 PYTEST_ARGS ?=
 
 .PHONY: demo study test test-tensorflow test-jax test-large bench lint install
