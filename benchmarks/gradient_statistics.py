@@ -9,8 +9,8 @@ Run:
 What is timed: LeNet (`kerasdl.models.get_model("lenet", (8, 8, 1), 10,
 rescale=1/16)`, sigmoid activations, the stem resizes to 28x28) trained on
 sklearn's 1,797 digits with Adam, batch 32, for `--epochs` epochs per `fit`,
-without the callback and with it probing once per epoch on a 256-image probe
-batch. Each side has its own model; a first `fit` of each traces and compiles
+without the callback and with it probing once per epoch on a 128-image probe
+batch (`--probe-size`). Each side has its own model; a first `fit` of each traces and compiles
 (timed apart, as "first fit"); then the sides' `fit` calls alternate,
 `--repeats` times, rotating who goes first, and the medians are compared,
 in wall-clock and in process CPU time (all threads; steadier than the wall
@@ -20,21 +20,23 @@ reported too. Goal: median overhead <= 5% of the fit time.
 With `--log-dir`, the callback also writes its CSV, TensorBoard summaries
 (histograms included) and PNG there, which costs more per probe.
 
-Measured on the project's 2-core CPU while other jobs ran (load 3-20, so the
-wall-clock medians swing by +-20%; the CPU-time figures are steadier),
+Measured on the project's 2-core CPU while other jobs ran (load 5-9, so the
+wall-clock medians swing by +-25%; the CPU-time figures are steadier),
 TensorFlow 2.21 / jax 0.10.2, Keras 3.15.1, 5 repeats (JAX: 3):
 
     backend  probe  log_dir  CPU in callback  per probe  first probe (traces)
-    TF       256    -        7.2% of the fit  27 ms      0.7 s
-    TF       128    -        4.4%             15 ms      0.3 s
-    TF       256    yes      17.4%            47 ms      1.8 s
-    JAX      256    -        2.0%             ~315 ms    8.8 s
+    TF       128    -        4.2% of the fit  18 ms      0.6 s
+    TF       256    -        7.2%             29 ms      0.5 s
+    JAX      128    -        0.7%             35 ms      2.2 s
 
-The 5% goal is met at a probe batch of 128 (and on JAX, whose LeNet epochs
-are ~15x slower here), not at 256 on TensorFlow: the gradient of 256 images
-alone costs about one training step at batch 256 (19 ms CPU, 5.5% of an
-epoch of 57 steps at batch 32); the statistics over the 4M layer-output
-values add ~6 ms. Later probes cost the same as the second: nothing retraces.
+(An earlier run with histograms and `--log-dir`, TF, probe 256: 17.4%, 47 ms.)
+The cost is the probe batch's forward and backward pass, so it grows with the
+probe: at 128 images (7% of the 1,797-image epoch) it meets the 5% goal, at 256
+it does not: the gradient of 256 images alone costs about one training step at
+batch 256 (19 ms CPU, 5.5% of an epoch of 57 steps at batch 32) and the layer
+statistics over its ~2.5M layer-output values add ~5 ms. JAX's LeNet epochs are
+several times slower here, so the same probe is a smaller share. Later probes
+cost the same as the second: nothing retraces.
 """
 
 import argparse
@@ -91,7 +93,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--probe-size", type=int, default=256)
+    parser.add_argument("--probe-size", type=int, default=128)
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--log-dir", default=None)
     args = parser.parse_args()
