@@ -80,7 +80,9 @@ class GradientStatistics(keras.callbacks.Callback):
     the model is recompiled. The TensorFlow and JAX backends are supported. A
     probe costs about one training step on the probe batch (a forward and
     backward pass, without the weight update) plus a few passes over every
-    layer's output for the statistics.
+    layer's output for the statistics: one 128-image probe per epoch of LeNet
+    on the 1,797 digits costs 4.2% of `fit`'s CPU time on TensorFlow, a
+    256-image probe 7.2% (`benchmarks/gradient_statistics.py`).
 
     Args:
         probe_data: a tuple `(x, y)` or `(x, y, sample_weight)` of arrays (or
