@@ -1,0 +1,428 @@
+"""Training throughput (tokens/second) of character LSTM/GRU language models.
+
+Run:
+
+    .venv-bench/bin/python benchmarks/language_model.py            # LSTM and GRU, 2x256
+    .venv-bench/bin/python benchmarks/language_model.py --quick    # ~2 minutes
+    .venv-bench/bin/python benchmarks/language_model.py --cells lstm --layers 1
+
+What is timed: one training step after another on real batches of *The Time
+Machine* (kerasdl.data's character pipeline, batch 32 x 64 characters, 77 ids):
+embedding (64) -> `--layers` recurrent layers of `--units` -> dense logits, Adam,
+cross-entropy over every position. Each side first trains until its step is
+traced (and XLA-compiled); then the sides are timed in turn, one epoch of
+`--steps` steps each, rotating who goes first, `--repeats` times, and the median
+tokens/second (batch x sequence length per step) is reported, so load from other
+processes hits every side alike.
+
+Sides, for each cell:
+
+- `kerasdl`: `kerasdl.models.RNNLanguageModel` (the char_rnn recipes' model),
+  `jit_compile` off and on.
+- `keras`: the same network from plain `keras.layers` (`Sequential` of
+  `Embedding`, `LSTM`/`GRU`, `Dense`), `jit_compile` off and on.
+- `keras+proj`: plain Keras with the input projection of every layer hoisted
+  out of the time loop (one `Dense` over the whole sequence, then a recurrent
+  layer whose cell only adds the recurrent matmul), `jit_compile` on. A
+  diagnostic: it does what PyTorch's CPU `nn.LSTM` does (see "Where the time
+  goes" in the output).
+- `torch`: `nn.Embedding` + `nn.LSTM`/`nn.GRU` (`batch_first`) + `nn.Linear`,
+  eager, CPU.
+
+`best/torch` is the better kerasdl setting over PyTorch (goal >= 0.8).
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import kerasdl  # noqa: F401
+
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+from allocator import pin_malloc_thresholds
+
+from kerasdl.data.timemachine import load_language_modeling_dataset
+
+try:
+    from kerasdl.models.rnn_language_model import RNNLanguageModel
+except ImportError:  # a checkout without the language models
+    RNNLanguageModel = None
+
+try:  # optional PyTorch reference
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+except Exception:  # noqa: BLE001 - any import failure means "no torch column"
+    torch = None
+
+EMBEDDING_DIM = 64
+
+
+# Keras sides -----------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="benchmarks")
+class ProjectedLSTMCell(keras.layers.Layer):
+    """An LSTM cell whose input is already `x @ W + b` (4 * units gates)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = [units, units]
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            (self.units, 4 * self.units), initializer="orthogonal", name="recurrent"
+        )
+
+    def call(self, projected, states):
+        h, c = states
+        z = projected + keras.ops.matmul(h, self.recurrent_kernel)
+        i, f, g, o = keras.ops.split(z, 4, axis=-1)
+        c = keras.ops.sigmoid(f) * c + keras.ops.sigmoid(i) * keras.ops.tanh(g)
+        h = keras.ops.sigmoid(o) * keras.ops.tanh(c)
+        return h, [h, c]
+
+
+@keras.saving.register_keras_serializable(package="benchmarks")
+class ProjectedGRUCell(keras.layers.Layer):
+    """A GRU cell (reset after the recurrent matmul, as Keras' and PyTorch's)
+    whose input is already `x @ W + b` (3 * units)."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+        self.output_size = units
+
+    def build(self, input_shape):
+        self.recurrent_kernel = self.add_weight(
+            (self.units, 3 * self.units), initializer="orthogonal", name="recurrent"
+        )
+        self.recurrent_bias = self.add_weight(
+            (3 * self.units,), initializer="zeros", name="recurrent_bias"
+        )
+
+    def call(self, projected, states):
+        h = states[0] if isinstance(states, (list, tuple)) else states
+        x_z, x_r, x_h = keras.ops.split(projected, 3, axis=-1)
+        recurrent = keras.ops.matmul(h, self.recurrent_kernel) + self.recurrent_bias
+        h_z, h_r, h_h = keras.ops.split(recurrent, 3, axis=-1)
+        z = keras.ops.sigmoid(x_z + h_z)
+        r = keras.ops.sigmoid(x_r + h_r)
+        candidate = keras.ops.tanh(x_h + r * h_h)
+        h = z * h + (1 - z) * candidate
+        return h, [h]
+
+
+def keras_model(cell, vocabulary_size, units, layers, projected=False, unroll=False):
+    recurrent = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    stack = [
+        keras.Input((None,), dtype="int32"),
+        keras.layers.Embedding(vocabulary_size, EMBEDDING_DIM),
+    ]
+    for _ in range(layers):
+        if projected:
+            gates = 4 if cell == "lstm" else 3
+            projected_cell = (
+                ProjectedLSTMCell if cell == "lstm" else ProjectedGRUCell
+            )(units)
+            stack += [
+                keras.layers.Dense(gates * units),  # every step's x @ W + b at once
+                keras.layers.RNN(projected_cell, return_sequences=True),
+            ]
+        else:
+            stack.append(recurrent(units, return_sequences=True, unroll=unroll))
+    stack.append(keras.layers.Dense(vocabulary_size))
+    return keras.Sequential(stack)
+
+
+class StepTimes(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.ends = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ends.append(time.perf_counter())
+
+
+class KerasSide:
+    def __init__(self, model, jit_compile, dataset):
+        self.model = model
+        self.model.compile(
+            keras.optimizers.Adam(1e-3),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
+        )
+        self.dataset = dataset
+        self.timer = StepTimes()
+
+    def epoch(self, steps):
+        """Runs `steps` steps; returns the seconds of all but the first."""
+        self.model.fit(
+            self.dataset,
+            epochs=1,
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[self.timer],
+        )
+        return self.timer.ends[-1] - self.timer.ends[0]
+
+
+# PyTorch side ----------------------------------------------------------------------
+
+
+class TorchSide:
+    def __init__(self, cell, vocabulary_size, units, layers, batches):
+        recurrent = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
+        self.embedding = nn.Embedding(vocabulary_size, EMBEDDING_DIM)
+        self.rnn = recurrent(EMBEDDING_DIM, units, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(units, vocabulary_size)
+        self.parameters = [
+            *self.embedding.parameters(),
+            *self.rnn.parameters(),
+            *self.head.parameters(),
+        ]
+        self.optimizer = torch.optim.Adam(self.parameters, 1e-3)
+        self.batches = [
+            (torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in batches
+        ]
+
+    def epoch(self, steps):
+        for step in range(steps):
+            if step == 1:
+                start = time.perf_counter()
+            x, y = self.batches[step % len(self.batches)]
+            self.optimizer.zero_grad(set_to_none=True)
+            hidden, _ = self.rnn(self.embedding(x))  # (batch, length, units)
+            logits = self.head(hidden)  # (batch, length, vocabulary)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            loss.backward()
+            self.optimizer.step()
+        return time.perf_counter() - start
+
+    def forward(self, x):
+        with torch.no_grad():
+            hidden, _ = self.rnn(self.embedding(x))
+            return self.head(hidden)
+
+
+# Benchmark -------------------------------------------------------------------------
+
+
+def benchmark(cell, args):
+    data = load_language_modeling_dataset(
+        sequence_length=args.sequence_length, batch_size=args.batch_size, seed=0
+    )
+    batches = [(x.numpy(), y.numpy()) for x, y in data.train.take(16)]
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            tuple(np.stack(parts) for parts in zip(*batches))
+        )
+        .cache()
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    vocabulary_size = data.vocabulary.size
+    sides = {}
+    for jit in (False, True):
+        if RNNLanguageModel is not None:
+            keras.utils.set_random_seed(0)
+            sides[f"kerasdl jit={'on' if jit else 'off'}"] = KerasSide(
+                RNNLanguageModel(
+                    vocabulary_size,
+                    cell=cell,
+                    units=args.units,
+                    num_layers=args.layers,
+                    embedding_dim=EMBEDDING_DIM,
+                ),
+                jit,
+                dataset,
+            )
+        keras.utils.set_random_seed(0)
+        sides[f"keras jit={'on' if jit else 'off'}"] = KerasSide(
+            keras_model(cell, vocabulary_size, args.units, args.layers), jit, dataset
+        )
+    keras.utils.set_random_seed(0)
+    sides["keras+proj jit=on"] = KerasSide(
+        keras_model(cell, vocabulary_size, args.units, args.layers, projected=True),
+        True,
+        dataset,
+    )
+    if torch is not None:
+        torch.manual_seed(0)
+        sides["torch"] = TorchSide(
+            cell, vocabulary_size, args.units, args.layers, batches
+        )
+
+    for side in sides.values():  # trace / compile, then one warm epoch
+        side.epoch(2)
+        side.epoch(args.steps)
+    keys = list(sides)
+    times = {key: [] for key in keys}
+    for repeat in range(args.repeats):
+        for i in range(len(keys)):
+            key = keys[(repeat + i) % len(keys)]
+            times[key].append(sides[key].epoch(args.steps))
+    tokens = (args.steps - 1) * args.batch_size * args.sequence_length
+    return {key: tokens / statistics.median(t) for key, t in times.items()}
+
+
+def profile(cell, args):
+    """Where the time goes: forward-only vs training rates of the variants."""
+    from timing import time_alternating
+
+    data = load_language_modeling_dataset(
+        sequence_length=args.sequence_length, batch_size=args.batch_size, seed=0
+    )
+    batches = [(x.numpy(), y.numpy()) for x, y in data.train.take(16)]
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(
+            tuple(np.stack(parts) for parts in zip(*batches))
+        )
+        .cache()
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    vocabulary_size = data.vocabulary.size
+    variants = {
+        "keras jit=on": {},
+        "keras+proj jit=on": {"projected": True},
+        "keras unroll jit=on": {"unroll": True},
+    }
+    sides, forwards = {}, {}
+    x = tf.constant(batches[0][0])
+    for key, options in variants.items():
+        keras.utils.set_random_seed(0)
+        model = keras_model(cell, vocabulary_size, args.units, args.layers, **options)
+        sides[key] = KerasSide(model, True, dataset)
+        forward = tf.function(lambda x, model=model: model(x), jit_compile=True)
+        forwards[key] = lambda forward=forward: forward(x).numpy()
+    if torch is not None:
+        torch.manual_seed(0)
+        sides["torch"] = TorchSide(
+            cell, vocabulary_size, args.units, args.layers, batches
+        )
+        tx = torch.from_numpy(batches[0][0]).long()
+        forwards["torch"] = lambda: sides["torch"].forward(tx)
+    tokens = args.batch_size * args.sequence_length
+    forward_rates = dict(
+        zip(
+            forwards,
+            (tokens / t for t in time_alternating(list(forwards.values()), 3, 5)),
+        )
+    )
+    for side in sides.values():
+        side.epoch(2)
+    train_times = {key: [] for key in sides}
+    for repeat in range(args.repeats):
+        for key in (
+            list(sides)[repeat % len(sides) :] + list(sides)[: repeat % len(sides)]
+        ):
+            train_times[key].append(sides[key].epoch(args.steps))
+    train_rates = {
+        key: (args.steps - 1) * tokens / statistics.median(t)
+        for key, t in train_times.items()
+    }
+    print(f"\n{cell}: where the time goes (tokens/second, median)")
+    print(f"{'variant':<22} {'forward':>9} {'train step':>11} {'train/forward':>14}")
+    for key in sides:
+        print(
+            f"{key:<22} {forward_rates[key]:>9.0f} {train_rates[key]:>11.0f} "
+            f"{train_rates[key] / forward_rates[key]:>14.2f}",
+            flush=True,
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cells", default="lstm,gru", help="comma-separated")
+    parser.add_argument("--units", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sequence-length", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
+    parser.add_argument("--steps", type=int, default=None, help="steps per timed epoch")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the table: forward-only and training rates of plain Keras "
+        "(as is, input projection hoisted, time loop unrolled) and PyTorch",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="intra-op threads for TensorFlow and PyTorch alike (default: all CPUs)",
+    )
+    args = parser.parse_args(argv)
+    args.steps = args.steps or (6 if args.quick else 15)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    cells = [c for c in args.cells.split(",") if c]
+    for cell in cells:
+        if cell not in ("lstm", "gru"):
+            parser.error(f"unknown cell {cell!r}; choose from lstm, gru")
+    try:  # only possible before TensorFlow's runtime starts
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    except RuntimeError:
+        pass
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    pinned = pin_malloc_thresholds()
+    if args.profile:
+        for cell in cells:
+            profile(cell, args)
+        return
+    print(
+        f"TF {tf.__version__}, Keras {keras.__version__}, "
+        f"torch {torch.__version__ if torch else 'not installed'}, "
+        f"{os.cpu_count()} CPUs, threads={args.threads}, {args.layers}x{args.units} "
+        f"units, batch {args.batch_size} x {args.sequence_length} characters, "
+        f"steps={args.steps}, repeats={args.repeats}, malloc pinned: {pinned}"
+    )
+    columns = [
+        "kerasdl jit=off",
+        "kerasdl jit=on",
+        "keras jit=off",
+        "keras jit=on",
+        "keras+proj jit=on",
+        "torch",
+    ]
+    print("\ntraining tokens/second (median); higher is better")
+    print(
+        f"{'cell':<5} "
+        + " ".join(f"{c:>17}" for c in columns)
+        + f" {'best dl/torch':>14} {'best keras/torch':>17}",
+        flush=True,
+    )
+    for cell in cells:
+        rates = benchmark(cell, args)
+        torch_rate = rates.get("torch")
+        dl = [rates[k] for k in ("kerasdl jit=off", "kerasdl jit=on") if k in rates]
+        plain = max(rates["keras jit=off"], rates["keras jit=on"])
+
+        def ratio(value, torch_rate=torch_rate):
+            return f"{value / torch_rate:.2f}" if torch_rate and value else "-"
+
+        print(
+            f"{cell:<5} "
+            + " ".join(
+                f"{rates[c]:>17.0f}" if c in rates else f"{'-':>17}" for c in columns
+            )
+            + f" {ratio(max(dl) if dl else None):>14} {ratio(plain):>17}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
