@@ -49,8 +49,11 @@ class RNNLanguageModel(keras.Model):
         num_layers: int, stacked recurrent layers. Defaults to `1`.
         embedding_dim: int, token embedding width. Defaults to `64`.
         dropout: float in [0, 1), dropout on the embeddings, between the layers
-            and before the head (not on the recurrent connections, so the
-            cached step stays the same computation). Defaults to `0.0`.
+            and before the head. Defaults to `0.0`.
+        recurrent_dropout: float in [0, 1), dropout on the recurrent state
+            inside each layer (the Keras layers' `recurrent_dropout`: one mask
+            per sequence). Like `dropout` it acts in training only, so the
+            cached step computes what `call` does. Defaults to `0.0`.
         **kwargs: base model arguments, such as `name`.
 
     Call arguments:
@@ -84,6 +87,7 @@ class RNNLanguageModel(keras.Model):
         num_layers=1,
         embedding_dim=64,
         dropout=0.0,
+        recurrent_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -97,20 +101,25 @@ class RNNLanguageModel(keras.Model):
             raise ValueError(
                 f"`cell` must be one of {', '.join(CELLS)}. Received: cell={cell!r}"
             )
-        if (
-            isinstance(dropout, bool)
-            or not isinstance(dropout, (int, float))
-            or not 0.0 <= dropout < 1.0
+        for name, rate in (
+            ("dropout", dropout),
+            ("recurrent_dropout", recurrent_dropout),
         ):
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
-            )
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, (int, float))
+                or not 0.0 <= rate < 1.0
+            ):
+                raise ValueError(
+                    f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
+                )
         self.vocabulary_size = vocabulary_size
         self.cell = cell
         self.units = units
         self.num_layers = num_layers
         self.embedding_dim = embedding_dim
         self.dropout = float(dropout)
+        self.recurrent_dropout = float(recurrent_dropout)
 
         # Layers.
         self.embedding = keras.layers.Embedding(
@@ -118,7 +127,11 @@ class RNNLanguageModel(keras.Model):
         )
         self.recurrent_layers = [
             CELLS[cell](
-                units, return_sequences=True, return_state=True, name=f"{cell}_{i}"
+                units,
+                recurrent_dropout=self.recurrent_dropout,
+                return_sequences=True,
+                return_state=True,
+                name=f"{cell}_{i}",
             )
             for i in range(num_layers)
         ]
@@ -180,6 +193,7 @@ class RNNLanguageModel(keras.Model):
                 "num_layers": self.num_layers,
                 "embedding_dim": self.embedding_dim,
                 "dropout": self.dropout,
+                "recurrent_dropout": self.recurrent_dropout,
             }
         )
         return config

@@ -92,6 +92,9 @@ class LanguageModelingConfig:
     num_heads: int = fields.positive(4, "Transformer heads", 1_000)
     intermediate_dim: int = fields.positive(512, "Transformer MLP", 1_000_000)
     dropout: float = fields.fraction(0.0)
+    recurrent_dropout: float = fields.fraction(
+        0.0, "RNN dropout on the recurrent state"
+    )
     early_stopping_patience: int = fields.patience(3)
     ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
     sample_length: int = _sampling(120, "tokens sampled per prompt", min=1, max=10_000)
@@ -180,6 +183,7 @@ def build_model(config: LanguageModelingConfig, data, name=None):
                 num_layers=config.num_layers,
                 embedding_dim=config.embedding_dim,
                 dropout=config.dropout,
+                recurrent_dropout=config.recurrent_dropout,
                 name=name,
             )
     except ValueError as error:

@@ -93,8 +93,20 @@ def test_dropout_is_active_in_training_only():
     )
 
 
+@pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm"])
+def test_recurrent_dropout_is_active_in_training_only(cell):
+    model = small(cell, recurrent_dropout=0.5)
+    inference = ops.convert_to_numpy(model(TOKENS))
+    cache = model.initial_cache(TOKENS.shape[0])
+    cached, _ = model.call_with_cache(TOKENS, cache, 0)
+    np.testing.assert_allclose(ops.convert_to_numpy(cached), inference, atol=1e-6)
+    assert not np.allclose(
+        ops.convert_to_numpy(model(TOKENS, training=True)), inference
+    )
+
+
 def test_keras_file_round_trip(tmp_path):
-    model = small("gru", dropout=0.25, name="char_gru")
+    model = small("gru", dropout=0.25, recurrent_dropout=0.1, name="char_gru")
     expected = ops.convert_to_numpy(model(TOKENS))
     path = str(tmp_path / "lm.keras")
     model.save(path)
@@ -141,6 +153,7 @@ def test_registry_variants():
         ({"units": 0}, "Received: units=0"),
         ({"num_layers": 1.5}, "Received: num_layers=1.5"),
         ({"dropout": 1.0}, "Received: dropout=1.0"),
+        ({"recurrent_dropout": -0.1}, "Received: recurrent_dropout=-0.1"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, message):
