@@ -33,7 +33,6 @@ def served(tmp_path_factory):
         server.stop()
 
 
-@pytest.mark.large  # exporting three signatures and starting a server: ~1-2 min
 def test_rest_answers_generate_and_score_as_the_eager_model(served):
     server, text_model = served
     url = f"{server.url}/v1/models/lm:predict"
