@@ -30,6 +30,29 @@ Sides, for each cell:
   eager, CPU.
 
 `best/torch` is the better kerasdl setting over PyTorch (goal >= 0.8).
+
+Measured on the project's 2-core CPU under load from other jobs (load average
+6-9), `--threads 1 --steps 10 --repeats 3` (with 2 threads PyTorch's OpenMP
+threads collapse under that load: 631 tokens/s), tokens/second:
+
+| cell | kerasdl off | kerasdl on | keras off | keras on | keras+proj on | torch | best kerasdl/torch |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+| LSTM 2x256 | 6,001 | 4,622 | 7,020 | 4,623 | 4,766 | 13,300 | 0.45 |
+| GRU 2x256 | 6,451 | 5,185 | 6,256 | 4,824 | 5,784 | 8,371 | 0.77 |
+
+Where the time goes (`--profile --cells lstm --threads 1 --steps 8 --repeats 3`,
+LSTM, tokens/second): forward only, Keras under XLA 30,564 vs PyTorch 42,931
+(0.71x); a training step, 5,135 vs 15,264 (0.34x). A Keras training step costs
+6x its forward pass, PyTorch's 2.8x: the gap is the backward pass through the
+time loop. On CPU Keras' LSTM/GRU have no fused kernel (`backend.lstm` is cuDNN,
+GPU only; on CPU it raises NotImplementedError and the layer falls back to the
+generic `tf.while_loop` over `LSTMCell.call`), so every step does its own input
+projection and separate gate ops, and the gradient is a second while loop that
+pops every step's saved intermediates from TensorLists. PyTorch's CPU `nn.LSTM`
+runs the input projection of all steps as one GEMM and each step in C++.
+Hoisting the input projection out of the loop helps a little (training 6,170;
+GRU +20% under XLA); unrolling the 64 steps makes XLA's backward worse (3,009);
+XLA is slower than TensorFlow's graph executor here (4,623 vs 7,020 for the LSTM).
 """
 
 import argparse
