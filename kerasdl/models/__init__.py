@@ -28,6 +28,7 @@ from kerasdl.models.registry import (  # noqa: F401
     register_language_model,
     register_model,
 )
+from kerasdl.models.ngram import KneserNeyLanguageModel  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401
 from kerasdl.models.rnn_language_model import (  # noqa: F401
     RNNLanguageModel,
