@@ -19,6 +19,7 @@ from kerasdl.models.ensemble import MajorityVote, ensemble  # noqa: F401
 from kerasdl.models.googlenet import googlenet  # noqa: F401
 from kerasdl.models.lenet import lenet  # noqa: F401
 from kerasdl.models.mlp import mlp  # noqa: F401
+from kerasdl.models.ngram import KneserNeyLanguageModel  # noqa: F401
 from kerasdl.models.nin import nin  # noqa: F401
 from kerasdl.models.registry import (  # noqa: F401
     LANGUAGE_MODELS,
@@ -28,7 +29,6 @@ from kerasdl.models.registry import (  # noqa: F401
     register_language_model,
     register_model,
 )
-from kerasdl.models.ngram import KneserNeyLanguageModel  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401
 from kerasdl.models.rnn_language_model import (  # noqa: F401
     RNNLanguageModel,
