@@ -26,10 +26,9 @@ CONFIG = LanguageModelingConfig(
     num_heads=4,
     hidden_dim=128,
     intermediate_dim=512,
-    dropout=0.2,
-    batch_size=16,
+    dropout=0.1,
     epochs=30,
-    learning_rate=1e-3,
+    learning_rate=2e-3,
     lr_schedule="cosine",
     early_stopping_patience=4,
 )
