@@ -89,6 +89,8 @@ def _target(recipe) -> str:
         return "not tuned yet"
     if recipe.metric == "bleu":
         return f"BLEU >= {recipe.target:g}"
+    if recipe.metric == "perplexity":
+        return f"validation perplexity <= {recipe.target:g}"
     return f"accuracy >= {recipe.target:.0%}"
 
 

@@ -24,6 +24,8 @@ def test_list_prints_every_recipe_with_dataset_and_target(capsys):
             assert "not tuned yet" in line
         elif recipe.metric == "bleu":
             assert f"BLEU >= {recipe.target:g}" in line
+        elif recipe.metric == "perplexity":
+            assert f"validation perplexity <= {recipe.target:g}" in line
         else:
             assert f"accuracy >= {recipe.target:.0%}" in line
 
