@@ -181,8 +181,8 @@ class TextLanguageModel:
 
         Args:
             prompts: `(batch,)` tf.string.
-            max_length: int scalar, tokens generated after each prompt (clipped
-                to `[0, max_sequence_length - 1]`).
+            max_length: int scalar >= 0, tokens generated after each prompt
+                (at most `max_sequence_length - 1`).
             temperature: float scalar > 0 dividing the logits.
             top_k: int scalar, keep the `top_k` most likely tokens; 0 keeps all,
                 1 is greedy decoding.
@@ -197,13 +197,23 @@ class TextLanguageModel:
         """
         import tensorflow as tf
 
-        new = tf.clip_by_value(
-            tf.cast(max_length, tf.int32), 0, self.max_sequence_length - 1
-        )
+        max_length = tf.cast(max_length, tf.int32)
         temperature = tf.cast(temperature, tf.float32)
-        tf.debugging.assert_positive(temperature, "temperature must be > 0")
         top_k = tf.cast(top_k, tf.int32)
         top_p = tf.cast(top_p, tf.float32)
+        # A request's bad option is a clear error (a 400 when served), never a
+        # silently different sampling.
+        tf.debugging.assert_non_negative(
+            max_length, "max_length must be >= 0 (tokens to generate)"
+        )
+        tf.debugging.assert_positive(temperature, "temperature must be > 0")
+        tf.debugging.assert_non_negative(
+            top_k, "top_k must be >= 0 (0 keeps every token)"
+        )
+        tf.debugging.Assert(
+            (top_p > 0.0) & (top_p <= 1.0), ["top_p must be in (0, 1]; got", top_p]
+        )
+        new = tf.minimum(max_length, self.max_sequence_length - 1)
         return self._sample(prompts, new, temperature, top_k, top_p, seed)
 
     def _prompt_ids(self, prompts, new):
@@ -233,7 +243,11 @@ class TextLanguageModel:
 
         capacity = self.max_sequence_length
         prompt_ids, lengths = self._prompt_ids(prompts, new)
-        batch = tf.shape(prompt_ids)[0]
+        # The static batch size when known, so the loop's shapes stay fixed
+        # (a `tf.function` on a concrete batch); else the dynamic one.
+        batch = prompt_ids.shape[0]
+        if batch is None:
+            batch = tf.shape(prompt_ids)[0]
         vocabulary_size = len(self.tokens)
         end = lengths + new  # the position each row stops at
 

@@ -49,6 +49,39 @@ def test_generate_in_a_graph_equals_eager(text_model):
     assert all(len(text) == 12 for text in _texts(eager["continuation"]))
 
 
+def test_graph_with_tensor_options_and_a_fixed_batch(text_model):
+    # A concrete batch of one with every option a tensor: the decoding loop's
+    # shapes stay fixed (they once went from (1, n) to (None, n) and failed).
+    options = {
+        "max_length": tf.constant(5),
+        "temperature": tf.constant(1.0),
+        "top_k": tf.constant(0),
+        "top_p": tf.constant(1.0),
+        "seed": tf.constant(3),
+    }
+    prompt = tf.constant(["the"])
+    graph = tf.function(text_model.generate)(prompt, **options)
+    eager = text_model.generate(prompt, **options)
+    assert _texts(graph["continuation"]) == _texts(eager["continuation"])
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("max_length", -1, "max_length must be >= 0"),
+        ("temperature", 0.0, "temperature must be > 0"),
+        ("top_k", -3, "top_k must be >= 0"),
+        ("top_p", 0.0, "top_p must be in \\(0, 1\\]"),
+        ("top_p", 1.5, "top_p must be in \\(0, 1\\]"),
+    ],
+)
+def test_bad_sampling_options_are_refused_by_name(text_model, option, value, message):
+    options = {"max_length": 4, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    options[option] = value
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        text_model.generate(tf.constant(["the"]), **options)
+
+
 def test_greedy_continuation_is_the_argmax_of_the_whole_sequence_logits(text_model):
     prompt = tf.constant(["the time"])
     out = text_model.generate(prompt, max_length=10, top_k=1, seed=3)

@@ -67,3 +67,14 @@ def test_rest_answers_generate_and_score_as_the_eager_model(served):
         rtol=1e-5,
     )
     assert scored["num_predicted"] == [17, 0]
+
+
+def test_a_bad_sampling_option_is_a_400_that_names_it(served):
+    server, _ = served
+    options = {"max_length": 6, "temperature": 1.0, "top_k": 0, "top_p": 1.5, "seed": 1}
+    reply = predict(
+        f"{server.url}/v1/models/lm:predict",
+        {"signature_name": "generate", "inputs": {"prompt": PROMPTS, **options}},
+    )
+    assert reply.status_code == 400, reply.text
+    assert "top_p must be in (0, 1]" in reply.json()["error"]
