@@ -44,6 +44,28 @@ NORMALIZATIONS = ("batch", "layer", "instance", "group", None)
 LAYER_LIBRARIES = ("kerasdl", "keras")
 
 
+def check_positive_ints(**values):
+    """ValueError naming the first argument that is not an int >= 1 (bools included)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"`{name}` must be a positive int. Received: {name}={value!r}"
+            )
+
+
+def check_rates(**values):
+    """ValueError naming the first argument that is not a float in [0, 1)."""
+    for name, value in values.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0.0 <= value < 1.0
+        ):
+            raise ValueError(
+                f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
+            )
+
+
 def get_layer_library(layer_library="kerasdl"):
     """Returns the namespace the builders take normalization/dropout/L2 from.
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from kerasdl.models.common import check_positive_ints, check_rates
 from kerasdl.models.registry import register_language_model
 
 CELLS = {
@@ -10,14 +11,6 @@ CELLS = {
     "gru": keras.layers.GRU,
     "lstm": keras.layers.LSTM,
 }
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive int. Received: {name}={value!r}"
-            )
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -91,7 +84,7 @@ class RNNLanguageModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive(
+        check_positive_ints(
             vocabulary_size=vocabulary_size,
             units=units,
             num_layers=num_layers,
@@ -101,18 +94,7 @@ class RNNLanguageModel(keras.Model):
             raise ValueError(
                 f"`cell` must be one of {', '.join(CELLS)}. Received: cell={cell!r}"
             )
-        for name, rate in (
-            ("dropout", dropout),
-            ("recurrent_dropout", recurrent_dropout),
-        ):
-            if (
-                isinstance(rate, bool)
-                or not isinstance(rate, (int, float))
-                or not 0.0 <= rate < 1.0
-            ):
-                raise ValueError(
-                    f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
-                )
+        check_rates(dropout=dropout, recurrent_dropout=recurrent_dropout)
         self.vocabulary_size = vocabulary_size
         self.cell = cell
         self.units = units

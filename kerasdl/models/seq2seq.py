@@ -5,14 +5,7 @@ from keras import ops
 
 from kerasdl.decoding import generate_tokens
 from kerasdl.layers.attention.additive_attention import AdditiveAttention
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive int. Received: {name}={value!r}"
-            )
+from kerasdl.models.common import check_positive_ints, check_rates
 
 
 def _embedding_initializer():
@@ -79,16 +72,13 @@ class Seq2SeqAttention(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive(
+        check_positive_ints(
             source_vocabulary_size=source_vocabulary_size,
             target_vocabulary_size=target_vocabulary_size,
             embedding_dim=embedding_dim,
             units=units,
         )
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
-            )
+        check_rates(dropout=dropout)
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
         self.embedding_dim = embedding_dim

@@ -19,23 +19,9 @@ import keras
 
 from kerasdl.layers.transformer.position_embedding import PositionEmbedding
 from kerasdl.layers.transformer.transformer_encoder import TransformerEncoder
+from kerasdl.models.common import check_positive_ints, check_rates
 
 RNN_CELLS = {"gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
-
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(
-                f"`{name}` must be a positive int. Received: {name}={value!r}"
-            )
-
-
-def _check_rate(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
-        )
 
 
 def _text_input_and_tokens(text_vectorization):
@@ -100,13 +86,13 @@ def rnn_text_classifier(
         A Functional `keras.Model`: raw strings `(batch,)` -> float32 probabilities
         `(batch, num_classes)`.
     """
-    _check_positive(
+    check_positive_ints(
         num_classes=num_classes,
         embedding_dim=embedding_dim,
         units=units,
         num_layers=num_layers,
     )
-    _check_rate("dropout", dropout)
+    check_rates(dropout=dropout)
     if cell not in RNN_CELLS:
         raise ValueError(
             f"`cell` must be one of {sorted(RNN_CELLS)}. Received: cell={cell!r}"
@@ -166,14 +152,14 @@ def transformer_text_classifier(
     Returns:
         A Functional `keras.Model`: raw strings `(batch,)` -> float32 probabilities.
     """
-    _check_positive(
+    check_positive_ints(
         num_classes=num_classes,
         hidden_dim=hidden_dim,
         num_layers=num_layers,
         num_heads=num_heads,
         intermediate_dim=intermediate_dim,
     )
-    _check_rate("dropout", dropout)
+    check_rates(dropout=dropout)
     sequence_length = text_vectorization.get_config().get("output_sequence_length")
     if not sequence_length:
         raise ValueError(

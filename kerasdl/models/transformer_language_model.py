@@ -5,8 +5,8 @@ from keras import ops
 
 from kerasdl.layers.transformer.position_embedding import PositionEmbedding
 from kerasdl.layers.transformer.transformer_decoder import TransformerDecoder
+from kerasdl.models.common import check_positive_ints, check_rates
 from kerasdl.models.registry import register_language_model
-from kerasdl.models.seq2seq import _check_positive
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -85,7 +85,7 @@ class TransformerLanguageModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive(
+        check_positive_ints(
             vocabulary_size=vocabulary_size,
             sequence_length=sequence_length,
             num_layers=num_layers,
@@ -98,10 +98,7 @@ class TransformerLanguageModel(keras.Model):
                 "`hidden_dim` must be divisible by `num_heads`. "
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
-            )
+        check_rates(dropout=dropout)
         self.vocabulary_size = vocabulary_size
         self.sequence_length = sequence_length
         self.num_layers = num_layers

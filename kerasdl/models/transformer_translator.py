@@ -9,7 +9,7 @@ from kerasdl.decoding import generate_tokens
 from kerasdl.layers.transformer.sine_position_encoding import SinePositionEncoding
 from kerasdl.layers.transformer.transformer_decoder import TransformerDecoder
 from kerasdl.layers.transformer.transformer_encoder import TransformerEncoder
-from kerasdl.models.seq2seq import _check_positive
+from kerasdl.models.common import check_positive_ints, check_rates
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -71,7 +71,7 @@ class TransformerTranslator(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive(
+        check_positive_ints(
             source_vocabulary_size=source_vocabulary_size,
             target_vocabulary_size=target_vocabulary_size,
             hidden_dim=hidden_dim,
@@ -84,10 +84,7 @@ class TransformerTranslator(keras.Model):
                 "`hidden_dim` must be divisible by `num_heads`. "
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
-        if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
-            )
+        check_rates(dropout=dropout)
         self.source_vocabulary_size = source_vocabulary_size
         self.target_vocabulary_size = target_vocabulary_size
         self.hidden_dim = hidden_dim
