@@ -181,6 +181,113 @@ class RNNLanguageModel(keras.Model):
         return config
 
 
+@keras.saving.register_keras_serializable(package="kerasdl")
+class StatefulRNNTrainer(keras.Model):
+    """Trains an `RNNLanguageModel` with its states carried from batch to batch.
+
+    Truncated backpropagation through time over sequential batches (d2l's
+    "sequential partitioning"): row `j` of each training batch continues row
+    `j` of the previous one (`kerasdl.data.load_language_modeling_dataset(...,
+    sampling="sequential")`), so the states a batch ends with are where the
+    next batch starts; gradients stop at the batch boundary. The states live in
+    non-trainable variables of shape `(batch_size, units)`; `reset_states()`
+    zeroes them (at the start of every epoch, when the rows start anew).
+
+    Only training carries states: a call with `training=False` (validation)
+    is the language model's own call, each row from zero states. Fit this
+    model; evaluate, generate with and export the wrapped `language_model`,
+    whose weights it trains (it adds none but the carried states).
+
+    Args:
+        language_model: the `RNNLanguageModel` to train.
+        batch_size: int, rows per training batch (every batch must have them).
+        **kwargs: base model arguments, such as `name`.
+
+    Call arguments:
+        tokens: int `(batch_size, length)` token ids.
+        training: bool; `True` reads and updates the carried states.
+
+    Returns:
+        float32 logits `(batch, length, vocabulary_size)`.
+
+    Example:
+
+    ```python
+    from kerasdl.models.rnn_language_model import StatefulRNNTrainer
+
+    lm = kerasdl.models.RNNLanguageModel(80, cell="lstm", units=128)
+    trainer = StatefulRNNTrainer(lm, batch_size=32)
+    trainer.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    for epoch in range(10):
+        trainer.reset_states()
+        trainer.fit(sequential_batches, epochs=1)
+    ```
+    """
+
+    def __init__(self, language_model, batch_size, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(language_model, dict):
+            language_model = keras.saving.deserialize_keras_object(language_model)
+        if not isinstance(language_model, RNNLanguageModel):
+            raise TypeError(
+                "`language_model` must be an RNNLanguageModel. "
+                f"Received: language_model={type(language_model).__name__}"
+            )
+        check_positive_ints(batch_size=batch_size)
+        self.language_model = language_model
+        self.batch_size = batch_size
+        self.carried_states = [
+            [
+                self.add_weight(
+                    shape=(batch_size, language_model.units),
+                    initializer="zeros",
+                    trainable=False,
+                    name=f"state_{i}_{j}",
+                )
+                for j in range(language_model.states_per_layer)
+            ]
+            for i in range(language_model.num_layers)
+        ]
+
+    def build(self, input_shape=None):
+        if not self.language_model.built:
+            self.language_model(ops.zeros((1, 1), "int32"))
+        self.built = True
+
+    def call(self, tokens, training=False):
+        if not training:
+            return self.language_model(tokens, training=False)
+        states = [
+            [ops.convert_to_tensor(v) for v in layer] for layer in self.carried_states
+        ]
+        logits, new_states = self.language_model._run(tokens, states, training=True)
+        for variables, values in zip(self.carried_states, new_states):
+            for variable, value in zip(variables, values):
+                variable.assign(ops.stop_gradient(value))
+        return logits
+
+    def reset_states(self):
+        """Zeroes the carried states (every row starts anew)."""
+        for variables in self.carried_states:
+            for variable in variables:
+                variable.assign(ops.zeros(variable.shape, variable.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "language_model": keras.saving.serialize_keras_object(
+                    self.language_model
+                ),
+                "batch_size": self.batch_size,
+            }
+        )
+        return config
+
+
 def rnn_language_model(vocabulary_size, **kwargs):
     """Builds an `RNNLanguageModel` (the family builder of the registry's
     `rnn_lm`, `simple_rnn_lm`, `gru_lm` and `lstm_lm`)."""

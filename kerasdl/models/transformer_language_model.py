@@ -13,7 +13,8 @@ from kerasdl.models.registry import register_language_model
 class TransformerLanguageModel(keras.Model):
     """Decoder-only Transformer LM: causal kerasdl `TransformerDecoder` blocks.
 
-    Token embeddings plus learned position embeddings (`PositionEmbedding`),
+    Token embeddings plus learned position embeddings (`PositionEmbedding`;
+    initialized N(0, 0.02) and N(0, 0.01) as GPT-2's),
     dropout, `num_layers` pre-norm `TransformerDecoder` blocks without
     cross-attention (causal self-attention and a feed-forward network), a final
     layer normalization and a dense layer giving the next token's logits: output
@@ -109,11 +110,19 @@ class TransformerLanguageModel(keras.Model):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
 
         # Layers.
+        # GPT-2's small embeddings, positions smaller than tokens: with Keras'
+        # defaults (tokens uniform +-0.05, positions Glorot, ~3x larger) the
+        # model spends its first hundreds of steps at bigram level.
         self.token_embedding = keras.layers.Embedding(
-            vocabulary_size, hidden_dim, name="token_embedding"
+            vocabulary_size,
+            hidden_dim,
+            embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="token_embedding",
         )
         self.position_embedding = PositionEmbedding(
-            sequence_length, name="position_embedding"
+            sequence_length,
+            initializer=keras.initializers.RandomNormal(stddev=0.01),
+            name="position_embedding",
         )
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         self.decoder_blocks = [

@@ -77,6 +77,22 @@ class LanguageModelingConfig:
     batch_size: int = fields.batch_size(32)
     learning_rate: float = fields.learning_rate(2e-3)
     lr_schedule: str = fields.lr_schedule("constant")
+    warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "linear warm-up steps (--lr-schedule cosine)",
+            "min": 0,
+            "max": 10_000_000,
+        },
+    )
+    weight_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "AdamW's decoupled weight decay of the kernels (0: Adam)",
+            "min": 0,
+            "max": 1,
+        },
+    )
     clipnorm: float = field(
         default=1.0,
         metadata={"help": "gradient norm clipping", "above": 0, "max": 1e6},
@@ -94,6 +110,13 @@ class LanguageModelingConfig:
     dropout: float = fields.fraction(0.0)
     recurrent_dropout: float = fields.fraction(
         0.0, "RNN dropout on the recurrent state"
+    )
+    stateful: bool = field(
+        default=False,
+        metadata={
+            "help": "RNN: carry the states from batch to batch in training "
+            "(truncated backpropagation through time; --sampling sequential)"
+        },
     )
     early_stopping_patience: int = fields.patience(3)
     ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
@@ -130,6 +153,20 @@ def check_config(config: LanguageModelingConfig) -> None:
             "--bidirectional: a bidirectional RNN reads the text from both ends, so "
             "it would see the very token it must predict; language models read left "
             "to right only (bidirectional RNNs belong in classifiers: rnn_intent)"
+        )
+    if config.warmup_steps and config.lr_schedule != "cosine":
+        raise UsageError(
+            f"--warmup-steps {config.warmup_steps} needs --lr-schedule cosine "
+            "(the warm-up leads into the cosine decay)"
+        )
+    if config.stateful and (
+        config.model == "transformer_lm" or config.sampling != "sequential"
+    ):
+        raise UsageError(
+            "--stateful carries an RNN's states from batch to batch: it needs an "
+            "RNN model and --sampling sequential (row j of each batch continues "
+            f"row j of the last). Received: model={config.model}, "
+            f"sampling={config.sampling}"
         )
     if config.model == "transformer_lm" and config.hidden_dim % config.num_heads:
         raise UsageError(
@@ -191,6 +228,25 @@ def build_model(config: LanguageModelingConfig, data, name=None):
     return model
 
 
+def training_model(model, config: LanguageModelingConfig):
+    """The model to fit and its extra callbacks: `(model, [])`, or with
+    `config.stateful` a `StatefulRNNTrainer` around it (states carried from
+    batch to batch, zeroed at the start of every epoch) and that callback."""
+    import keras
+
+    from kerasdl.models.rnn_language_model import StatefulRNNTrainer
+
+    if not config.stateful:
+        return model, []
+
+    class ResetStates(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            trainer.reset_states()
+
+    trainer = StatefulRNNTrainer(model, config.batch_size, name=f"{model.name}_trainer")
+    return trainer, [ResetStates()]
+
+
 def build(model) -> None:
     """Creates the model's weights with a one-token batch (to size checkpoints)."""
     import numpy as np
@@ -199,21 +255,28 @@ def build(model) -> None:
 
 
 def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int):
-    """Adam (constant or cosine rate) with `clipnorm`; cross-entropy from logits."""
+    """Adam (AdamW with `weight_decay`; constant or warmed-up cosine rate) with
+    `clipnorm`; cross-entropy from logits.
+
+    The weight decay acts on kernels and embeddings only, not on biases or the
+    layer normalizations' scales and offsets.
+    """
     import keras
 
     from kerasdl.tasks.steps import optimizer
 
     adam = optimizer(
-        "adam",
+        "adamw" if config.weight_decay else "adam",
         config.learning_rate,
         schedule=config.lr_schedule,
         total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
     )
     # The shared builder has no clipping: the same optimizer, plus clipnorm.
-    adam = keras.optimizers.Adam.from_config(
-        {**adam.get_config(), "clipnorm": config.clipnorm}
-    )
+    adam = type(adam).from_config({**adam.get_config(), "clipnorm": config.clipnorm})
+    if config.weight_decay:
+        adam.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
     model.compile(
         optimizer=adam,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -460,17 +523,19 @@ def run(
         training.set_seed(config.seed)
         data = load_data(config)
         model = build_model(config, data, name=recipe)
-        compile_model(model, config, steps_per_epoch=int(data.train.cardinality()))
         build(model)
+        fit_model, callbacks = training_model(model, config)
+        compile_model(fit_model, config, steps_per_epoch=int(data.train.cardinality()))
         steps.check_space(run_dir, config.output, model)
         fitted = fit(
-            model,
+            fit_model,
             data.train,
             data.validation,
             run_dir=run_dir,
             epochs=config.epochs,
             patience=config.early_stopping_patience,
             verbose=config.verbose,
+            extra_callbacks=callbacks,
         )
         metrics = evaluate(model, config, data)
         text_model_ = text_model(model, data)

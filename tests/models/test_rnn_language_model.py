@@ -159,3 +159,67 @@ def test_registry_variants():
 def test_bad_arguments_name_the_argument(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RNNLanguageModel(VOCAB, **kwargs)
+
+
+def _trainer(cell="lstm", batch_size=3):
+    from kerasdl.models.rnn_language_model import StatefulRNNTrainer
+
+    return StatefulRNNTrainer(small(cell), batch_size=batch_size)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_stateful_trainer_continues_each_row_from_the_last_batch(cell):
+    trainer = _trainer(cell)
+    whole = ops.convert_to_numpy(trainer.language_model(TOKENS))
+    first = trainer(TOKENS[:, :4], training=True)
+    second = trainer(TOKENS[:, 4:], training=True)  # carries on from the states
+    np.testing.assert_allclose(ops.convert_to_numpy(first), whole[:, :4], atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(second), whole[:, 4:], atol=1e-5)
+
+
+def test_stateful_trainer_reset_and_validation_start_from_zero_states():
+    trainer = _trainer()
+    alone = ops.convert_to_numpy(trainer.language_model(TOKENS[:, 4:]))
+    trainer(TOKENS[:, :4], training=True)
+    assert np.any(ops.convert_to_numpy(trainer.carried_states[0][0]))
+    validation = ops.convert_to_numpy(trainer(TOKENS[:, 4:], training=False))
+    np.testing.assert_allclose(validation, alone, atol=1e-5)  # states not read
+    trainer.reset_states()
+    assert not any(
+        np.any(ops.convert_to_numpy(v))
+        for layer in trainer.carried_states
+        for v in layer
+    )
+    after_reset = ops.convert_to_numpy(trainer(TOKENS[:, 4:], training=True))
+    np.testing.assert_allclose(after_reset, alone, atol=1e-5)
+
+
+def test_stateful_trainer_fit_updates_the_carried_states_and_the_weights():
+    trainer = _trainer(batch_size=3)
+    trainer.language_model(TOKENS)  # builds the weights
+    before = ops.convert_to_numpy(trainer.language_model.head.kernel)
+    trainer.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    trainer.fit(TOKENS[:, :-1], TOKENS[:, 1:], batch_size=3, epochs=1, verbose=0)
+    assert np.any(ops.convert_to_numpy(trainer.carried_states[1][1]))
+    assert not np.allclose(
+        ops.convert_to_numpy(trainer.language_model.head.kernel), before
+    )
+    assert len(trainer.trainable_weights) == len(
+        trainer.language_model.trainable_weights
+    )
+
+
+def test_stateful_trainer_config_round_trip_and_bad_arguments():
+    from kerasdl.models.rnn_language_model import StatefulRNNTrainer
+
+    trainer = _trainer("gru", batch_size=4)
+    clone = StatefulRNNTrainer.from_config(trainer.get_config())
+    assert clone.batch_size == 4 and clone.language_model.cell == "gru"
+    assert [len(layer) for layer in clone.carried_states] == [1, 1]
+    with pytest.raises(TypeError, match="must be an RNNLanguageModel"):
+        StatefulRNNTrainer(keras.Sequential([keras.layers.Dense(2)]), batch_size=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        StatefulRNNTrainer(small("gru"), batch_size=0)

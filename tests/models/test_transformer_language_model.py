@@ -85,6 +85,10 @@ def cached_fn(model):
 @pytest.mark.parametrize("search", ["greedy", "beam", "sample"])
 def test_cached_decoding_returns_the_uncached_tokens(search):
     model = small(hidden_dim=16)
+    # Embeddings larger than the initial N(0, 0.02), so the chosen tokens vary.
+    embeddings = model.token_embedding.embeddings
+    rng = np.random.default_rng(1)
+    embeddings.assign(rng.normal(0, 1, embeddings.shape).astype("float32"))
     cached, cache = cached_fn(model)
     if search == "greedy":
         expected, _ = greedy_search(uncached_fn(model), PROMPT, LENGTH, end_token_id=2)
@@ -135,3 +139,10 @@ def test_rejects_bad_arguments():
         model.initial_cache(2, LENGTH + 1)
     with pytest.raises(ValueError, match="one entry per decoder block"):
         model.call_with_cache(PROMPT, model.initial_cache(3, LENGTH)[:1], 0)
+
+
+def test_embeddings_start_small_with_positions_below_tokens():
+    model = TransformerLanguageModel(VOCAB, 256, hidden_dim=64, num_heads=2)
+    tokens = ops.convert_to_numpy(model.token_embedding.embeddings)
+    positions = ops.convert_to_numpy(model.position_embedding.weights[0])
+    assert abs(tokens.std() - 0.02) < 0.003 and abs(positions.std() - 0.01) < 0.001

@@ -50,6 +50,65 @@ def test_bad_values_are_refused_before_any_work(tmp_path, capsys):
     assert status == 2 and "clipnorm" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ("--stateful", "--stateful carries an RNN's states"),
+        ("--stateful --sampling sequential --model transformer_lm", "needs an RNN"),
+        ("--warmup-steps 10", "needs --lr-schedule cosine"),
+    ],
+)
+def test_stateful_and_warmup_need_their_companions(tmp_path, capsys, flags, message):
+    from kerasdl.tasks.exit_codes import UsageError
+
+    config = task.LanguageModelingConfig(
+        lr_schedule="constant",
+        stateful="--stateful" in flags,
+        sampling="sequential" if "sequential" in flags else "random",
+        model="transformer_lm" if "transformer" in flags else "lstm_lm",
+        warmup_steps=10 if "warmup" in flags else 0,
+    )
+    with pytest.raises(UsageError, match=message) as error:
+        task.check_config(config)
+    assert "\n" not in str(error.value)
+
+
+def test_weight_decay_compiles_adamw_that_spares_biases_and_norms():
+    model = RNNLanguageModel(9, cell="gru", units=4, embedding_dim=3)
+    model(np.zeros((1, 2), "int32"))
+    config = task.LanguageModelingConfig(
+        weight_decay=0.1, lr_schedule="cosine", warmup_steps=5
+    )
+    task.compile_model(model, config, steps_per_epoch=10)
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert optimizer.weight_decay == 0.1 and optimizer.clipnorm == config.clipnorm
+    decayed = {
+        v.name for v in model.trainable_variables if optimizer._use_weight_decay(v)
+    }
+    assert decayed == {"embeddings", "kernel", "recurrent_kernel"}
+    assert float(optimizer.learning_rate) == 0.0  # the warm-up starts at 0
+    task.compile_model(model, task.LanguageModelingConfig(), steps_per_epoch=10)
+    assert type(model.optimizer) is keras.optimizers.Adam
+
+
+def test_stateful_training_model_resets_the_states_at_every_epoch_start():
+    model = RNNLanguageModel(9, cell="lstm", units=4, embedding_dim=3)
+    config = task.LanguageModelingConfig(
+        stateful=True, sampling="sequential", batch_size=2
+    )
+    trainer, callbacks = task.training_model(model, config)
+    assert trainer.language_model is model and trainer.batch_size == 2
+    trainer(np.full((2, 3), 4, "int32"), training=True)
+    assert np.any(np.asarray(trainer.carried_states[0][0]))
+    for callback in callbacks:
+        callback.set_model(trainer)
+        callback.on_epoch_begin(1)
+    assert not np.any(np.asarray(trainer.carried_states[0][0]))
+    same, none = task.training_model(model, task.LanguageModelingConfig())
+    assert same is model and none == []
+
+
 def test_whole_stream_cross_entropy_carries_the_states_between_chunks():
     keras.utils.set_random_seed(0)
     model = RNNLanguageModel(9, cell="lstm", units=4, embedding_dim=3)
