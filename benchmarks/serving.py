@@ -97,6 +97,39 @@ def in_process(path, image, count):
     return rows
 
 
+def in_process_with_serve_config(path, name, count, server_flags=()):
+    """`in_process` rows from a fresh process that first applies `kerasdl serve`'s
+    TensorFlow session config (its default, or this run's --server_flag ones), so
+    the server's model call is compared with the same call in-process too."""
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--in-process",
+            path,
+            name,
+            str(count),
+            *(f"--server_flag={flag}" for flag in server_flags),
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+    ).stdout
+    rows = json.loads(output.decode().strip().splitlines()[-1])
+    return {f"{label} + serve's session config": row for label, row in rows.items()}
+
+
+def _in_process_entry(path, name, count, server_flags):
+    from kerasdl.serving import server
+
+    parser = argparse.ArgumentParser()
+    server.add_serve_arguments(parser)
+    args = parser.parse_args(["--model_base_path=/unused", *server_flags])
+    server._configure_tensorflow(args)
+    image = np.random.default_rng(0).random((1, *MODELS[name]), dtype="float32")
+    print(json.dumps(in_process(path, image, count)), flush=True)
+
+
 # --- the client (a separate process, no TensorFlow) -----------------------------------
 
 
@@ -363,6 +396,11 @@ def benchmark_model(name, args, workdir, sides):
 
     def in_process_rows(when):
         rows = in_process(path, image, min(args.requests, 2000))
+        rows.update(
+            in_process_with_serve_config(
+                path, name, min(args.requests, 2000), args.server_flag
+            )
+        )
         for label, (p50, p99, rate) in rows.items():
             print(
                 f"{label + ' (' + when + ')':52s} {1:4d} {p50:8.3f} {p99:8.3f} {rate:8.0f} {'-':>6s}",
@@ -459,7 +497,12 @@ def main(argv=None):
         "--server_flag=--tensorflow_intra_op_parallelism=1",
     )
     parser.add_argument("--drive", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--in-process", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.in_process:
+        path, name, count = args.in_process
+        _in_process_entry(path, name, int(count), args.server_flag)
+        return 0
     if args.drive:
         protocol, port, body_path = args.drive
         drive(

@@ -84,6 +84,15 @@ def add_serve_arguments(parser):
         help="TensorFlow ops run at once; 0 lets TensorFlow pick (default: %(default)s).",
     )
     http.add_argument(
+        "--tensorflow_session_config_file",
+        default="",
+        help="A TensorFlow ConfigProto in text format for the models' runtime, as "
+        "in TF Serving (the parallelism flags override its thread counts). "
+        "Without one, kerasdl serve turns TensorFlow's thread spinning off "
+        "(`experimental { disable_thread_spinning: true }`): spinning pool threads "
+        "take the cores the server's event loop needs (default: none).",
+    )
+    http.add_argument(
         "--graceful_shutdown_seconds",
         type=float,
         default=30.0,
@@ -360,16 +369,78 @@ def check_flags(args):
                 raise _flag_error(flag, f">= {least}", value)
 
 
-def _configure_tensorflow(args):
-    """Applies the TensorFlow thread-pool flags (before any model loads)."""
-    intra, inter = _tensorflow_threads(args)
-    if intra or inter:
-        import tensorflow as tf
+# Without --tensorflow_session_config_file: TensorFlow's pool threads spin for a
+# while after each op before they sleep, on the cores the event loop needs to
+# parse and answer requests (benchmarks/serving.py; docs/serving.md).
+DEFAULT_SESSION_CONFIG = "experimental { disable_thread_spinning: true }"
 
-        if intra:
-            tf.config.threading.set_intra_op_parallelism_threads(intra)
-        if inter:
-            tf.config.threading.set_inter_op_parallelism_threads(inter)
+
+def session_config(args):
+    """The `tf.compat.v1.ConfigProto` of `--tensorflow_session_config_file`.
+
+    The file holds a ConfigProto in protobuf text format, as TF Serving reads it;
+    without the flag, `DEFAULT_SESSION_CONFIG`. Raises ValueError (one line:
+    the flag, the file, what is wrong) for a file that cannot be read or parsed.
+    """
+    import tensorflow as tf
+    from google.protobuf import text_format
+
+    path = getattr(args, "tensorflow_session_config_file", "")
+    text = DEFAULT_SESSION_CONFIG
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or error
+            raise ValueError(
+                f"--tensorflow_session_config_file {path}: cannot be read ({reason})"
+            ) from None
+    try:
+        return text_format.Parse(text, tf.compat.v1.ConfigProto())
+    except text_format.ParseError as error:
+        raise ValueError(
+            f"--tensorflow_session_config_file {path}: not a TensorFlow ConfigProto "
+            f"in text format ({error})"
+        ) from None
+
+
+def _apply_session_config(config):
+    """Gives `config` to TensorFlow's eager runtime; False if it already started.
+
+    TensorFlow 2 has no public call for a whole ConfigProto (thread spinning
+    among it), so this uses `enable_eager_execution_internal`, which creates
+    the eager context with it. tests/serving/test_server_flags.py pins the
+    TensorFlow versions this was checked on.
+    """
+    from tensorflow.python.eager import context
+    from tensorflow.python.framework import ops
+
+    if context.context_safe() is not None:  # e.g. a server started inside a test
+        return False
+    ops.enable_eager_execution_internal(config=config)
+    return True
+
+
+def _configure_tensorflow(args):
+    """Applies the session config and the thread-pool flags (before any model loads)."""
+    import tensorflow as tf
+
+    config = session_config(args)
+    if not _apply_session_config(config):
+        # Only when serving inside a process that already ran TensorFlow (a test,
+        # a notebook): the command line always starts a fresh process.
+        explicit = getattr(args, "tensorflow_session_config_file", "")
+        log = logger.warning if explicit else logger.debug
+        log(
+            "TensorFlow is already running in this process: "
+            "--tensorflow_session_config_file is not applied"
+        )
+    intra, inter = _tensorflow_threads(args)
+    if intra:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+    if inter:
+        tf.config.threading.set_inter_op_parallelism_threads(inter)
 
 
 def build_app(args, configs):
@@ -579,6 +650,7 @@ def run_from_args(args):
         http_limits(args)  # checked before any model loads
         if args.workers > 1:
             _tensorflow_threads(args)  # checked here, applied by each worker
+            session_config(args)
         else:
             _configure_tensorflow(args)
     except (ValueError, OSError) as error:
