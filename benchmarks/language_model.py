@@ -26,6 +26,9 @@ Sides, for each cell:
   layer whose cell only adds the recurrent matmul), `jit_compile` off and on. A
   diagnostic: it does what PyTorch's CPU `nn.LSTM` does (see "Where the time
   goes" in the output).
+- `fused` (LSTM only): the plain Keras network with `kerasdl.layers.LSTM`
+  (input projection of all steps as one matrix product, hand-written
+  backward pass), `jit_compile` off and on.
 - `torch`: `nn.Embedding` + `nn.LSTM`/`nn.GRU` (`batch_first`) + `nn.Linear`,
   eager, CPU.
 
@@ -67,7 +70,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import kerasdl  # noqa: F401
+import kerasdl.layers
 
 # isort: split
 import keras
@@ -150,8 +153,12 @@ class ProjectedGRUCell(keras.layers.Layer):
         return h, [h]
 
 
-def keras_model(cell, vocabulary_size, units, layers, projected=False, unroll=False):
+def keras_model(
+    cell, vocabulary_size, units, layers, projected=False, unroll=False, fused=False
+):
     recurrent = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
+    if fused:  # kerasdl's LSTM: hoisted projection, hand-written backward pass
+        recurrent = kerasdl.layers.LSTM
     stack = [
         keras.Input((None,), dtype="int32"),
         keras.layers.Embedding(vocabulary_size, EMBEDDING_DIM),
@@ -285,6 +292,14 @@ def benchmark(cell, args):
             jit,
             dataset,
         )
+    if cell == "lstm":
+        for jit in (False, True):
+            keras.utils.set_random_seed(0)
+            sides[f"fused jit={'on' if jit else 'off'}"] = KerasSide(
+                keras_model(cell, vocabulary_size, args.units, args.layers, fused=True),
+                jit,
+                dataset,
+            )
     if torch is not None:
         torch.manual_seed(0)
         sides["torch"] = TorchSide(
@@ -321,18 +336,22 @@ def profile(cell, args):
         .prefetch(tf.data.AUTOTUNE)
     )
     vocabulary_size = data.vocabulary.size
-    variants = {
-        "keras jit=on": {},
-        "keras+proj jit=on": {"projected": True},
-        "keras unroll jit=on": {"unroll": True},
+    variants = {  # name: (keras_model options, jit_compile)
+        "keras jit=off": ({}, False),
+        "keras jit=on": ({}, True),
+        "keras+proj jit=on": ({"projected": True}, True),
+        "keras unroll jit=on": ({"unroll": True}, True),
     }
+    if cell == "lstm":
+        variants["fused jit=off"] = ({"fused": True}, False)
+        variants["fused jit=on"] = ({"fused": True}, True)
     sides, forwards = {}, {}
     x = tf.constant(batches[0][0])
-    for key, options in variants.items():
+    for key, (options, jit) in variants.items():
         keras.utils.set_random_seed(0)
         model = keras_model(cell, vocabulary_size, args.units, args.layers, **options)
-        sides[key] = KerasSide(model, True, dataset)
-        forward = tf.function(lambda x, model=model: model(x), jit_compile=True)
+        sides[key] = KerasSide(model, jit, dataset)
+        forward = tf.function(lambda x, model=model: model(x), jit_compile=jit)
         forwards[key] = lambda forward=forward: forward(x).numpy()
     if torch is not None:
         torch.manual_seed(0)
@@ -425,13 +444,16 @@ def main(argv=None):
         "keras jit=on",
         "keras+proj jit=off",
         "keras+proj jit=on",
+        "fused jit=off",
+        "fused jit=on",
         "torch",
     ]
     print("\ntraining tokens/second (median); higher is better")
     print(
         f"{'cell':<5} "
         + " ".join(f"{c:>17}" for c in columns)
-        + f" {'best dl/torch':>14} {'best keras/torch':>17}",
+        + f" {'best dl/torch':>14} {'best keras/torch':>17}"
+        + f" {'best fused/torch':>17}",
         flush=True,
     )
     for cell in cells:
@@ -439,6 +461,7 @@ def main(argv=None):
         torch_rate = rates.get("torch")
         dl = [rates[k] for k in ("kerasdl jit=off", "kerasdl jit=on") if k in rates]
         plain = max(rates["keras jit=off"], rates["keras jit=on"])
+        fused = max(rates.get("fused jit=off", 0), rates.get("fused jit=on", 0))
 
         def ratio(value, torch_rate=torch_rate):
             return f"{value / torch_rate:.2f}" if torch_rate and value else "-"
@@ -448,7 +471,8 @@ def main(argv=None):
             + " ".join(
                 f"{rates[c]:>17.0f}" if c in rates else f"{'-':>17}" for c in columns
             )
-            + f" {ratio(max(dl) if dl else None):>14} {ratio(plain):>17}",
+            + f" {ratio(max(dl) if dl else None):>14} {ratio(plain):>17}"
+            + f" {ratio(fused):>17}",
             flush=True,
         )
 

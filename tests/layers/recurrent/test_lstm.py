@@ -6,6 +6,7 @@ inputs, the initial states and every weight, eager and compiled, and fall
 back to Keras' implementation wherever its fast path does not apply.
 """
 
+import importlib
 import os
 import tempfile
 
@@ -316,3 +317,77 @@ def test_saved_model_export():
         np.testing.assert_allclose(
             restored.serve(tokens[:1, :3]).numpy(), expected[:1, :3], atol=1e-5
         )
+
+
+@pytest.fixture
+def fused_language_models(monkeypatch):
+    """An LSTM language model as it is and one built with kerasdl's LSTM."""
+    from kerasdl.models import RNNLanguageModel
+
+    module = importlib.import_module("kerasdl.models.rnn_language_model")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        model = RNNLanguageModel(12, units=8, num_layers=2, embedding_dim=4)
+        model(np.zeros((1, 1), "int32"))
+        return model
+
+    reference = build()
+    monkeypatch.setitem(module.CELLS, "lstm", kl.LSTM)
+    model = build()
+    assert isinstance(model.recurrent_layers[0], kl.LSTM)
+    return model, reference
+
+
+def test_language_model_weights_and_logits_unchanged(fused_language_models, tmp_path):
+    model, reference = fused_language_models
+    # The same weight paths below the model's own name, so checkpoints load.
+    assert [w.path.split("/", 1)[1] for w in model.weights] == [
+        w.path.split("/", 1)[1] for w in reference.weights
+    ]
+    reference.save_weights(tmp_path / "reference.weights.h5")
+    model.load_weights(tmp_path / "reference.weights.h5")
+    tokens = np.random.default_rng(0).integers(0, 12, size=(2, 9)).astype("int32")
+    expected = ops.convert_to_numpy(reference(tokens))
+    np.testing.assert_allclose(ops.convert_to_numpy(model(tokens)), expected, atol=1e-5)
+    # The cached steps: a prompt of 5 tokens, then one token at a time.
+    logits, cache = model.call_with_cache(tokens[:, :5], model.initial_cache(2), 0)
+    steps = [logits]
+    for t in range(5, 9):
+        logits, cache = compiled(model.call_with_cache)(tokens[:, t : t + 1], cache, t)
+        steps.append(logits)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(ops.concatenate(steps, axis=1)), expected, atol=1e-5
+    )
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="SavedModel export")
+def test_language_model_export_generates_as_eager(fused_language_models, tmp_path):
+    import tensorflow as tf
+
+    from kerasdl.data.timemachine import Vocabulary, tokenize
+    from kerasdl.export.language_model import TextLanguageModel, export_language_model
+
+    model, _ = fused_language_models
+    vocabulary = Vocabulary.build(tokenize("the time traveller", "char"))
+    assert vocabulary.size <= 12
+    text_model = TextLanguageModel(model, vocabulary, "char", max_sequence_length=16)
+    path = export_language_model(text_model, tmp_path / "lm")
+    reloaded = tf.saved_model.load(path)
+    prompts = tf.constant(["the", "", "time travel"])
+    options = {"max_length": 6, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+    generated = reloaded.signatures["generate"](
+        prompt=prompts,
+        seed=tf.constant(3),
+        **{key: tf.constant(value) for key, value in options.items()},
+    )
+    eager = text_model.generate(prompts, seed=3, **options)
+    assert generated["continuation"].numpy().tolist() == (
+        eager["continuation"].numpy().tolist()
+    )
+    texts = tf.constant(["the time", "x"])
+    np.testing.assert_allclose(
+        reloaded.signatures["score"](text=texts)["negative_log_likelihood"].numpy(),
+        text_model.score(texts)["negative_log_likelihood"].numpy(),
+        rtol=1e-5,
+    )
