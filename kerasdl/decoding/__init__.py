@@ -1,4 +1,4 @@
-"""Sequence decoding: greedy and beam search over a `next_token_fn` callback."""
+"""Sequence decoding over a `next_token_fn` callback: greedy and beam search, and sampling (temperature, top-k, top-p)."""
 
 from kerasdl.decoding.generate import generate_tokens
 from kerasdl.decoding.sampling import sample, sample_next

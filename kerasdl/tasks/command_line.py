@@ -43,8 +43,12 @@ def _base_type(annotation):
 
 def _parser_for(kind, optional):
     def parse(text):
-        if optional and text.lower() in ("none", "null", ""):
+        if optional and text.lower() in ("none", "null"):
             return None
+        if not text.strip():
+            raise argparse.ArgumentTypeError(
+                "empty value" + (" (give one, or 'none')" if optional else "")
+            )
         if kind is dict:
             value = json.loads(text)
             if not isinstance(value, dict):

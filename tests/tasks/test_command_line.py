@@ -20,6 +20,8 @@ class Config:
     epochs: int = 3
     learning_rate: float = 1e-3
     augment: bool = False
+    limit: int | None = None
+    data_dir: str | None = None
 
 
 CONFIG = Config()
@@ -97,6 +99,20 @@ def test_bad_flag_value_is_a_one_line_usage_error(capsys):
     )
     assert "Traceback" not in err
     assert calls == []
+
+
+def test_optional_fields_take_none_and_refuse_an_empty_value(capsys):
+    main, calls, _ = _main()
+
+    assert main(CONFIG, ["--limit", "5", "--data-dir", "none"], recipe="r") == 0
+    assert (calls[0][0].limit, calls[0][0].data_dir) == (5, None)
+    for flag in ("--limit", "--data-dir", "--epochs"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(CONFIG, [flag, ""], recipe="r")
+        assert exit_info.value.code == exit_codes.USAGE
+        err = capsys.readouterr().err
+        assert f"error: argument {flag}: empty value" in err, err
+    assert len(calls) == 1
 
 
 def test_help_shows_this_recipes_defaults(capsys):
