@@ -1,22 +1,13 @@
 import keras
 from keras import ops
 
-from kerasdl.layers.attention._initializers import clone_initializer
-from kerasdl.layers.attention._masking import (
-    causal_mask,
-    dropout_layer,
-    keras_mask_of,
-)
-from kerasdl.layers.attention.multi_head_attention import MultiHeadAttention
-from kerasdl.layers.transformer._sublayers import (
-    check_hidden_dim,
-    layer_normalization,
-    validate_block_args,
-)
+from kerasdl.layers.attention._masking import causal_mask, keras_mask_of
+from kerasdl.layers.transformer._block import TransformerBlock
+from kerasdl.layers.transformer._sublayers import check_hidden_dim
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
-class TransformerDecoder(keras.layers.Layer):
+class TransformerDecoder(TransformerBlock):
     """One Transformer decoder block: causal self-attention, cross-attention, FFN.
 
     The block of the original encoder-decoder Transformer. With the default
@@ -120,112 +111,18 @@ class TransformerDecoder(keras.layers.Layer):
     ```
     """
 
-    def __init__(
-        self,
-        intermediate_dim,
-        num_heads,
-        dropout=0.0,
-        activation="relu",
-        layer_norm_epsilon=1e-5,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        normalize_first=False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        validate_block_args(intermediate_dim, num_heads, dropout, layer_norm_epsilon)
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.dropout = float(dropout)
-        self.activation = keras.activations.get(activation)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.normalize_first = bool(normalize_first)
-        self.supports_masking = True
-        self.cross_attention = None
-
-    def _dense_kwargs(self, name):
-        """Sublayer arguments, with initializer copies of the sublayer's own."""
-        return {
-            "kernel_initializer": clone_initializer(self.kernel_initializer, name),
-            "bias_initializer": clone_initializer(
-                self.bias_initializer, f"{name}_bias"
-            ),
-            "dtype": self.dtype_policy,
-            "name": name,
-        }
-
-    def _norm(self, name, shape):
-        norm = layer_normalization(self.layer_norm_epsilon, self.dtype_policy, name)
-        norm.build(shape)
-        return norm
+    cross_attention = None  # built only when called with an encoder_sequence
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
-        hidden_dim = decoder_sequence_shape[-1]
-        check_hidden_dim(hidden_dim, self.num_heads)
-        head_dim = hidden_dim // self.num_heads
-
-        # Causal self-attention block.
-        self.self_attention = MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=head_dim,
-            dropout=self.dropout,
-            **self._dense_kwargs("self_attention"),
+        check_hidden_dim(decoder_sequence_shape[-1], self.num_heads)
+        self._build_attention(
+            "self_attention", decoder_sequence_shape, decoder_sequence_shape
         )
-        self.self_attention.build(decoder_sequence_shape, decoder_sequence_shape)
-        self.self_attention_norm = self._norm(
-            "self_attention_norm", decoder_sequence_shape
-        )
-        self.self_attention_dropout = dropout_layer(
-            self.dropout, self.dtype_policy, "self_attention_dropout"
-        )
-
-        # Cross-attention block (encoder-decoder models only).
-        if encoder_sequence_shape is not None:
-            self.cross_attention = MultiHeadAttention(
-                num_heads=self.num_heads,
-                key_dim=head_dim,
-                dropout=self.dropout,
-                **self._dense_kwargs("cross_attention"),
+        if encoder_sequence_shape is not None:  # encoder-decoder models only
+            self._build_attention(
+                "cross_attention", decoder_sequence_shape, encoder_sequence_shape
             )
-            self.cross_attention.build(decoder_sequence_shape, encoder_sequence_shape)
-            self.cross_attention_norm = self._norm(
-                "cross_attention_norm", decoder_sequence_shape
-            )
-            self.cross_attention_dropout = dropout_layer(
-                self.dropout, self.dtype_policy, "cross_attention_dropout"
-            )
-
-        # Feed-forward block.
-        self.feedforward_intermediate = keras.layers.Dense(
-            self.intermediate_dim,
-            activation=self.activation,
-            **self._dense_kwargs("feedforward_intermediate"),
-        )
-        self.feedforward_intermediate.build(decoder_sequence_shape)
-        self.feedforward_output = keras.layers.Dense(
-            hidden_dim, **self._dense_kwargs("feedforward_output")
-        )
-        self.feedforward_output.build(
-            tuple(decoder_sequence_shape[:-1]) + (self.intermediate_dim,)
-        )
-        self.feedforward_norm = self._norm("feedforward_norm", decoder_sequence_shape)
-        self.feedforward_dropout = dropout_layer(
-            self.dropout, self.dtype_policy, "feedforward_dropout"
-        )
-
-    def _add_and_norm(self, sublayer, norm, dropout, x, training):
-        """Residual "add & norm" around `sublayer`, post-norm or pre-norm.
-
-        `sublayer` returns `(output, attention_scores)`; so does this method.
-        """
-        h = norm(x) if self.normalize_first else x
-        h, scores = sublayer(h)
-        x = ops.add(x, dropout(h, training=training))
-        if not self.normalize_first:
-            x = norm(x)
-        return x, scores
+        self._build_feedforward(decoder_sequence_shape)
 
     def call(
         self,
@@ -321,14 +218,7 @@ class TransformerDecoder(keras.layers.Layer):
                 training,
             )
 
-        # Feed-forward block.
-        x, _ = self._add_and_norm(
-            lambda h: (self.feedforward_output(self.feedforward_intermediate(h)), None),
-            self.feedforward_norm,
-            self.feedforward_dropout,
-            x,
-            training,
-        )
+        x = self._feedforward_block(x, training)
         if not return_attention_scores:
             return x
         if has_cross_attention:
@@ -504,14 +394,7 @@ class TransformerDecoder(keras.layers.Layer):
                 training,
             )
 
-        # Feed-forward block.
-        x, _ = self._add_and_norm(
-            lambda h: (self.feedforward_output(self.feedforward_intermediate(h)), None),
-            self.feedforward_norm,
-            self.feedforward_dropout,
-            x,
-            training,
-        )
+        x = self._feedforward_block(x, training)
         return x, new_cache
 
     def compute_mask(self, decoder_sequence, mask=None):
@@ -542,21 +425,3 @@ class TransformerDecoder(keras.layers.Layer):
             for length in key_lengths
         ]
         return tuple(outputs)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "intermediate_dim": self.intermediate_dim,
-                "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "normalize_first": self.normalize_first,
-            }
-        )
-        return config

@@ -1,18 +1,12 @@
 import keras
-from keras import ops
 
-from kerasdl.layers.attention._initializers import clone_initializer
-from kerasdl.layers.attention._masking import dropout_layer, keras_mask_of
-from kerasdl.layers.attention.multi_head_attention import MultiHeadAttention
-from kerasdl.layers.transformer._sublayers import (
-    check_hidden_dim,
-    layer_normalization,
-    validate_block_args,
-)
+from kerasdl.layers.attention._masking import keras_mask_of
+from kerasdl.layers.transformer._block import TransformerBlock
+from kerasdl.layers.transformer._sublayers import check_hidden_dim
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
-class TransformerEncoder(keras.layers.Layer):
+class TransformerEncoder(TransformerBlock):
     """One Transformer encoder block: self-attention and a feed-forward network.
 
     Each of the two sublayers is wrapped in "add & norm". By default
@@ -73,81 +67,10 @@ class TransformerEncoder(keras.layers.Layer):
     ```
     """
 
-    def __init__(
-        self,
-        intermediate_dim,
-        num_heads,
-        dropout=0.0,
-        activation="relu",
-        layer_norm_epsilon=1e-5,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        normalize_first=False,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        validate_block_args(intermediate_dim, num_heads, dropout, layer_norm_epsilon)
-        self.intermediate_dim = intermediate_dim
-        self.num_heads = num_heads
-        self.dropout = float(dropout)
-        self.activation = keras.activations.get(activation)
-        self.layer_norm_epsilon = float(layer_norm_epsilon)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.normalize_first = bool(normalize_first)
-        self.supports_masking = True
-
-    def _dense_kwargs(self, name):
-        """Sublayer arguments, with initializer copies of the sublayer's own."""
-        return {
-            "kernel_initializer": clone_initializer(self.kernel_initializer, name),
-            "bias_initializer": clone_initializer(
-                self.bias_initializer, f"{name}_bias"
-            ),
-            "dtype": self.dtype_policy,
-            "name": name,
-        }
-
     def build(self, inputs_shape):
-        hidden_dim = inputs_shape[-1]
-        check_hidden_dim(hidden_dim, self.num_heads)
-
-        # Self-attention block.
-        self.self_attention = MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=hidden_dim // self.num_heads,
-            dropout=self.dropout,
-            **self._dense_kwargs("self_attention"),
-        )
-        self.self_attention.build(inputs_shape, inputs_shape)
-        self.self_attention_norm = layer_normalization(
-            self.layer_norm_epsilon, self.dtype_policy, "self_attention_norm"
-        )
-        self.self_attention_norm.build(inputs_shape)
-        self.self_attention_dropout = dropout_layer(
-            self.dropout, self.dtype_policy, "self_attention_dropout"
-        )
-
-        # Feed-forward block.
-        self.feedforward_intermediate = keras.layers.Dense(
-            self.intermediate_dim,
-            activation=self.activation,
-            **self._dense_kwargs("feedforward_intermediate"),
-        )
-        self.feedforward_intermediate.build(inputs_shape)
-        self.feedforward_output = keras.layers.Dense(
-            hidden_dim, **self._dense_kwargs("feedforward_output")
-        )
-        self.feedforward_output.build(
-            tuple(inputs_shape[:-1]) + (self.intermediate_dim,)
-        )
-        self.feedforward_norm = layer_normalization(
-            self.layer_norm_epsilon, self.dtype_policy, "feedforward_norm"
-        )
-        self.feedforward_norm.build(inputs_shape)
-        self.feedforward_dropout = dropout_layer(
-            self.dropout, self.dtype_policy, "feedforward_dropout"
-        )
+        check_hidden_dim(inputs_shape[-1], self.num_heads)
+        self._build_attention("self_attention", inputs_shape, inputs_shape)
+        self._build_feedforward(inputs_shape)
 
     def call(
         self,
@@ -159,37 +82,30 @@ class TransformerEncoder(keras.layers.Layer):
     ):
         if padding_mask is None:
             padding_mask = keras_mask_of(inputs)
+
+        def self_attention(h):
+            outputs = self.self_attention(
+                h,
+                h,
+                query_mask=padding_mask,
+                value_mask=padding_mask,
+                attention_mask=attention_mask,
+                training=training,
+                return_attention_scores=return_attention_scores,
+            )
+            return outputs if return_attention_scores else (outputs, None)
+
         x = inputs  # (batch, length, d)
-
-        # Self-attention block.
-        residual = x
-        if self.normalize_first:
-            x = self.self_attention_norm(x)
-        x = self.self_attention(
+        x, scores = self._add_and_norm(
+            self_attention,
+            self.self_attention_norm,
+            self.self_attention_dropout,
             x,
-            x,
-            query_mask=padding_mask,
-            value_mask=padding_mask,
-            attention_mask=attention_mask,
-            training=training,
-            return_attention_scores=return_attention_scores,
+            training,
         )
+        x = self._feedforward_block(x, training)
         if return_attention_scores:
-            x, scores = x  # (batch, heads, length, length)
-        x = ops.add(residual, self.self_attention_dropout(x, training=training))
-        if not self.normalize_first:
-            x = self.self_attention_norm(x)
-
-        # Feed-forward block.
-        residual = x
-        if self.normalize_first:
-            x = self.feedforward_norm(x)
-        x = self.feedforward_output(self.feedforward_intermediate(x))
-        x = ops.add(residual, self.feedforward_dropout(x, training=training))
-        if not self.normalize_first:
-            x = self.feedforward_norm(x)
-        if return_attention_scores:
-            return x, scores
+            return x, scores  # scores: (batch, heads, length, length)
         return x
 
     def compute_mask(self, inputs, mask=None):
@@ -207,21 +123,3 @@ class TransformerEncoder(keras.layers.Layer):
             (batch, self.num_heads, length, length), dtype=self.compute_dtype
         )
         return output, scores
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "intermediate_dim": self.intermediate_dim,
-                "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "activation": keras.activations.serialize(self.activation),
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "normalize_first": self.normalize_first,
-            }
-        )
-        return config
