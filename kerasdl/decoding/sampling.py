@@ -21,12 +21,7 @@ import math
 import keras
 from keras import ops
 
-from kerasdl.decoding.search import (
-    _initial_buffer,
-    _log_probs,
-    _validate,
-    _write_column,
-)
+from kerasdl.decoding.search import _initial_buffer, _validate, token_by_token
 
 
 def _softmax(logits):
@@ -225,35 +220,21 @@ def sample(
     # All the randomness up front: one uniform number per step and row.
     uniforms = keras.random.uniform((max_length, batch), seed=seed)
 
-    def cond(step, tokens, cache, finished, total):
-        return ops.logical_and(
-            ops.less(step, max_length), ops.logical_not(ops.all(finished))
-        )
-
-    def body(step, tokens, cache, finished, total):
-        scores, cache = next_token_fn(tokens, cache, step)
-        log_probs = _log_probs(scores)  # (batch, vocab)
+    def draw(scores, log_probs, step):
         candidates, token_ids = _candidates(scores, temperature, top_k, top_p)
         next_token = _draw(candidates, token_ids, ops.take(uniforms, step, axis=0))
         chosen = ops.take_along_axis(
             log_probs, ops.expand_dims(next_token, -1), axis=-1
         )[:, 0]
-        next_token = ops.where(finished, pad_token_id, next_token)
-        total = total + ops.where(finished, 0.0, chosen)
-        if end_token_id is not None:
-            finished = ops.logical_or(finished, ops.equal(next_token, end_token_id))
-        tokens = _write_column(tokens, next_token, step)
-        return step + 1, tokens, cache, finished, total
+        return next_token, chosen
 
-    _, tokens, _, _, total = ops.while_loop(
-        cond,
-        body,
-        (
-            ops.convert_to_tensor(prompt_length, "int32"),
-            tokens,
-            cache,
-            ops.zeros((batch,), "bool"),
-            ops.zeros((batch,), "float32"),
-        ),
+    return token_by_token(
+        next_token_fn,
+        tokens,
+        cache,
+        prompt_length,
+        max_length,
+        draw,
+        pad_token_id,
+        end_token_id,
     )
-    return tokens, total

@@ -112,6 +112,54 @@ def _log_probs(scores):
     return ops.log_softmax(ops.cast(scores, "float32"), axis=-1)
 
 
+def token_by_token(
+    next_token_fn,
+    tokens,
+    cache,
+    prompt_length,
+    max_length,
+    choose,
+    pad_token_id,
+    end_token_id,
+):
+    """The loop greedy search and sampling share: one token per row and step.
+
+    `choose(scores, log_probs, step) -> (next_token, its log-probability)`, both
+    `(batch,)`. Rows that produced `end_token_id` get `pad_token_id` from then on
+    and stop adding to their total; the loop ends at `max_length` or when every
+    row has ended. Returns `(tokens, total log-probability)`.
+    """
+    batch = ops.shape(tokens)[0]
+
+    def cond(step, tokens, cache, finished, total):
+        return ops.logical_and(
+            ops.less(step, max_length), ops.logical_not(ops.all(finished))
+        )
+
+    def body(step, tokens, cache, finished, total):
+        scores, cache = next_token_fn(tokens, cache, step)
+        next_token, chosen = choose(scores, _log_probs(scores), step)
+        next_token = ops.where(finished, pad_token_id, next_token)
+        total = total + ops.where(finished, 0.0, chosen)
+        if end_token_id is not None:
+            finished = ops.logical_or(finished, ops.equal(next_token, end_token_id))
+        tokens = _write_column(tokens, next_token, step)
+        return step + 1, tokens, cache, finished, total
+
+    _, tokens, _, _, total = ops.while_loop(
+        cond,
+        body,
+        (
+            ops.convert_to_tensor(prompt_length, "int32"),
+            tokens,
+            cache,
+            ops.zeros((batch,), "bool"),
+            ops.zeros((batch,), "float32"),
+        ),
+    )
+    return tokens, total
+
+
 def greedy_search(
     next_token_fn,
     start_tokens,
@@ -146,38 +194,22 @@ def greedy_search(
         max_length, start_tokens, end_token_id, pad_token_id
     )
     tokens = _initial_buffer(start_tokens, max_length, pad_token_id)
-    batch = ops.shape(tokens)[0]
     cache = {} if cache is None else cache
 
-    def cond(step, tokens, cache, finished, total):
-        return ops.logical_and(
-            ops.less(step, max_length), ops.logical_not(ops.all(finished))
-        )
-
-    def body(step, tokens, cache, finished, total):
-        scores, cache = next_token_fn(tokens, cache, step)
-        log_probs = _log_probs(scores)  # (batch, vocab)
+    def most_likely(scores, log_probs, step):
         next_token = ops.cast(ops.argmax(log_probs, axis=-1), "int32")
-        best = ops.max(log_probs, axis=-1)
-        next_token = ops.where(finished, pad_token_id, next_token)
-        total = total + ops.where(finished, 0.0, best)
-        if end_token_id is not None:
-            finished = ops.logical_or(finished, ops.equal(next_token, end_token_id))
-        tokens = _write_column(tokens, next_token, step)
-        return step + 1, tokens, cache, finished, total
+        return next_token, ops.max(log_probs, axis=-1)
 
-    _, tokens, _, _, total = ops.while_loop(
-        cond,
-        body,
-        (
-            ops.convert_to_tensor(prompt_length, "int32"),
-            tokens,
-            cache,
-            ops.zeros((batch,), "bool"),
-            ops.zeros((batch,), "float32"),
-        ),
+    return token_by_token(
+        next_token_fn,
+        tokens,
+        cache,
+        prompt_length,
+        max_length,
+        most_likely,
+        pad_token_id,
+        end_token_id,
     )
-    return tokens, total
 
 
 def beam_search(
