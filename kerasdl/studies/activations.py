@@ -365,18 +365,8 @@ def measure(config: ActivationsStudyConfig) -> framework.Results:
 # Verdicts ------------------------------------------------------------------------
 
 
-def _get(results, metric, **configuration):
-    """The value, or NaN when this run did not measure it (e.g. `--quick`)."""
-    rows = results.select(metric, **configuration)
-    return rows[0]["value"] if len(rows) == 1 else math.nan
-
-
 def _depths(results) -> list[int]:
     return sorted({row["depth"] for row in results.rows if "depth" in row})
-
-
-def _measured(values: dict) -> str:
-    return ", ".join(f"{k} {format_number(v)}" for k, v in values.items())
 
 
 def _missing(*values) -> bool:
@@ -407,11 +397,11 @@ def _judge_sigmoid_vanishes(results):
         f"initialization is < {VANISHED:g} and its training accuracy is at least "
         f"{FAR_BELOW:g} below ReLU's; partly if only one of the two"
     )
-    ratio = _get(
-        results, "gradient_ratio", activation="sigmoid", depth=depth, phase="init"
+    ratio = results.get(
+        "gradient_ratio", activation="sigmoid", depth=depth, phase="init"
     )
-    sigmoid = _get(results, "train_accuracy", activation="sigmoid", depth=depth)
-    relu = _get(results, "train_accuracy", activation="relu", depth=depth)
+    sigmoid = results.get("train_accuracy", activation="sigmoid", depth=depth)
+    relu = results.get("train_accuracy", activation="relu", depth=depth)
     if _missing(ratio, sigmoid, relu):
         return _not_measured("sigmoid_vanishes", rule, FIGURE_NORMS)
     vanished = ratio < VANISHED
@@ -421,20 +411,18 @@ def _judge_sigmoid_vanishes(results):
         "sigmoid training accuracy": sigmoid,
         "ReLU's": relu,
     }
-    shallow = _get(
-        results, "gradient_ratio", activation="sigmoid", depth=5, phase="init"
-    )
+    shallow = results.get("gradient_ratio", activation="sigmoid", depth=5, phase="init")
     if not math.isnan(shallow):
         measured["sigmoid ratio at depth 5"] = shallow
-    saturated = _get(
-        results, "saturated_fraction", activation="sigmoid", depth=depth, phase="init"
+    saturated = results.get(
+        "saturated_fraction", activation="sigmoid", depth=depth, phase="init"
     )
     if not math.isnan(saturated):
         measured["saturated fraction"] = saturated
     return framework.Verdict(
         _CLAIM["sigmoid_vanishes"],
         framework.verdict(vanished and stopped, partly=vanished or stopped),
-        _measured(measured),
+        framework.measured(measured),
         rule,
         FIGURE_NORMS,
     )
@@ -449,7 +437,7 @@ def _judge_saturating_vanish(results):
         "sigmoid, tanh and softsign all vanish, partly if one or two do"
     )
     ratios = {
-        a: _get(results, "gradient_ratio", activation=a, depth=depth, phase="init")
+        a: results.get("gradient_ratio", activation=a, depth=depth, phase="init")
         for a in SATURATING
     }
     if _missing(*ratios.values()):
@@ -461,13 +449,13 @@ def _judge_saturating_vanish(results):
         ("saturated fraction", "saturated_fraction", {"phase": "init"}),
     ):
         for a in SATURATING:
-            value = _get(results, metric, activation=a, depth=depth, **extra)
+            value = results.get(metric, activation=a, depth=depth, **extra)
             if not math.isnan(value):
                 measured[f"{a} {what}"] = value
     return framework.Verdict(
         _CLAIM["saturating_vanish"],
         framework.verdict(len(vanished) == len(SATURATING), partly=bool(vanished)),
-        f"at depth {depth}: " + _measured(measured),
+        f"at depth {depth}: " + framework.measured(measured),
         rule,
         FIGURE_RATIO,
     )
@@ -484,13 +472,13 @@ def _judge_relu_keeps_gradients(results):
     if not deep:
         return _not_measured("relu_keeps_gradients", rule, FIGURE_RATIO)
     ratios = {
-        (d, phase): _get(
-            results, "gradient_ratio", activation="relu", depth=d, phase=phase
+        (d, phase): results.get(
+            "gradient_ratio", activation="relu", depth=d, phase=phase
         )
         for d in deep
         for phase in ("init", "trained")
     }
-    accuracy = _get(results, "train_accuracy", activation="relu", depth=max(deep))
+    accuracy = results.get("train_accuracy", activation="relu", depth=max(deep))
     if _missing(accuracy, *ratios.values()):
         return _not_measured("relu_keeps_gradients", rule, FIGURE_RATIO)
     alive = all(low <= r <= high for r in ratios.values())
@@ -500,7 +488,7 @@ def _judge_relu_keeps_gradients(results):
     return framework.Verdict(
         _CLAIM["relu_keeps_gradients"],
         framework.verdict(alive and trains, partly=alive or trains),
-        _measured(measured),
+        framework.measured(measured),
         rule,
         FIGURE_RATIO,
     )
@@ -516,22 +504,22 @@ def _judge_leaky_relu(results):
         "dead units appear (nothing to relieve)"
     )
     dead = {
-        d: _get(results, "dead_fraction", activation="relu", depth=d, phase="trained")
+        d: results.get("dead_fraction", activation="relu", depth=d, phase="trained")
         for d in _depths(results)
     }
     dead = {d: v for d, v in dead.items() if not math.isnan(v)}
     if not dead:
         return _not_measured("leaky_relu_dead_units", rule, FIGURE_ACCURACY)
     worst = max(dead, key=dead.get)
-    relu = _get(results, "train_accuracy", activation="relu", depth=worst)
-    leaky = _get(results, "train_accuracy", activation="leaky_relu", depth=worst)
+    relu = results.get("train_accuracy", activation="relu", depth=worst)
+    leaky = results.get("train_accuracy", activation="leaky_relu", depth=worst)
     has_dead = dead[worst] >= DEAD
     measured = {f"ReLU dead fraction at depth {d}": v for d, v in dead.items()}
     if _missing(relu, leaky):
         return framework.Verdict(
             _CLAIM["leaky_relu_dead_units"],
             framework.verdict(False, partly=has_dead),
-            _measured(measured) + "; LeakyReLU not measured",
+            framework.measured(measured) + "; LeakyReLU not measured",
             rule,
             FIGURE_ACCURACY,
         )
@@ -540,7 +528,7 @@ def _judge_leaky_relu(results):
     return framework.Verdict(
         _CLAIM["leaky_relu_dead_units"],
         framework.verdict(has_dead and leaky > relu + CLOSE, partly=has_dead),
-        _measured(measured),
+        framework.measured(measured),
         rule,
         FIGURE_ACCURACY,
     )
@@ -556,7 +544,7 @@ def _judge_softsign(results):
         f"{CLOSE:g} below tanh's; partly if only one of the two"
     )
     values = {
-        f"{a} {what}": _get(results, metric, activation=a, depth=depth, **extra)
+        f"{a} {what}": results.get(metric, activation=a, depth=depth, **extra)
         for a in ("softsign", "tanh")
         for what, metric, extra in (
             ("ratio", "gradient_ratio", {"phase": "init"}),
@@ -574,7 +562,7 @@ def _judge_softsign(results):
     return framework.Verdict(
         _CLAIM["softsign_beats_tanh"],
         framework.verdict(closer and no_worse, partly=closer or no_worse),
-        f"at depth {depth}: " + _measured(values),
+        f"at depth {depth}: " + framework.measured(values),
         rule,
         FIGURE_RATIO,
     )
@@ -588,7 +576,7 @@ def _judge_depth(results):
         "the shallowest's but not both"
     )
     ratios = {
-        d: _get(results, "gradient_ratio", activation="sigmoid", depth=d, phase="init")
+        d: results.get("gradient_ratio", activation="sigmoid", depth=d, phase="init")
         for d in _depths(results)
     }
     ratios = {d: r for d, r in ratios.items() if not math.isnan(r)}
@@ -602,7 +590,9 @@ def _judge_depth(results):
         for row in results.select("gradient_ratio", phase="init")
         if row["value"] > ALIVE[1]
     ]
-    measured = _measured({f"sigmoid ratio at depth {d}": r for d, r in ratios.items()})
+    measured = framework.measured(
+        {f"sigmoid ratio at depth {d}": r for d, r in ratios.items()}
+    )
     measured += "; " + (
         f"explosion (ratio > {ALIVE[1]:g}) in {len(explosions)} networks, "
         f"largest {format_number(max(explosions))}"
@@ -628,7 +618,7 @@ def _judge_activation_problem(results):
         "stay"
     )
     values = {
-        (a, d): _get(results, "gradient_ratio", activation=a, depth=d, phase="init")
+        (a, d): results.get("gradient_ratio", activation=a, depth=d, phase="init")
         for a in ("sigmoid", *RELU_FAMILY)
         for d in deep
     }
@@ -639,7 +629,9 @@ def _judge_activation_problem(results):
     return framework.Verdict(
         _CLAIM["activation_problem"],
         framework.verdict(sigmoid and family, partly=sigmoid),
-        _measured({f"{a} ratio at depth {d}": v for (a, d), v in values.items()}),
+        framework.measured(
+            {f"{a} ratio at depth {d}": v for (a, d), v in values.items()}
+        ),
         rule,
         FIGURE_RATIO,
     )
@@ -788,11 +780,11 @@ def mechanism_note(results: framework.Results) -> str:
     if not depths:
         return ""
     depth = max(depths)
-    ratio = _get(
-        results, "gradient_ratio", activation="sigmoid", depth=depth, phase="init"
+    ratio = results.get(
+        "gradient_ratio", activation="sigmoid", depth=depth, phase="init"
     )
-    saturated = _get(
-        results, "saturated_fraction", activation="sigmoid", depth=depth, phase="init"
+    saturated = results.get(
+        "saturated_fraction", activation="sigmoid", depth=depth, phase="init"
     )
     if _missing(ratio, saturated) or ratio >= VANISHED:
         return ""

@@ -113,6 +113,11 @@ class Results:
             )
         return rows[0]["value"]
 
+    def get(self, metric: str, **configuration) -> float:
+        """`value`, or NaN when this run did not measure it (e.g. `--quick`)."""
+        rows = self.select(metric, **configuration)
+        return rows[0]["value"] if len(rows) == 1 else math.nan
+
     def values(self, metric: str, by: str, **configuration) -> dict:
         """`{row[by]: value}` of the rows of `metric` matching `configuration`."""
         return {row[by]: row["value"] for row in self.select(metric, **configuration)}
@@ -232,6 +237,11 @@ def ratio(a: float, b: float) -> float:
     if b == 0:
         return math.nan if a == 0 else math.inf
     return a / b
+
+
+def measured(values: dict) -> str:
+    """`"name value, name value"`: the figures a verdict's evidence names."""
+    return ", ".join(f"{k} {format_number(v)}" for k, v in values.items())
 
 
 def format_number(value: float, digits: int = 3) -> str:

@@ -378,15 +378,6 @@ def _per_layer(results, metric, **where) -> list[float]:
     return [values[k] for k in sorted(values)]
 
 
-def _get(results, metric, **where) -> float:
-    rows = results.select(metric, **where)
-    return rows[0]["value"] if len(rows) == 1 else math.nan
-
-
-def _measured(values: dict) -> str:
-    return ", ".join(f"{k} {format_number(v)}" for k, v in values.items())
-
-
 def _std_ratio(results, activation, init_name, normalization="none") -> float:
     """Last hidden layer's output std / first hidden layer's, before training."""
     stds = _per_layer(
@@ -443,7 +434,7 @@ def _judge_symmetric(results, key, init_name):
     return framework.Verdict(
         _CLAIM[key],
         framework.verdict(all(symmetric), partly=any(symmetric)),
-        _measured({**measured, **accuracy}) + " (of 64 units per layer)",
+        framework.measured({**measured, **accuracy}) + " (of 64 units per layer)",
         rule,
         FIGURE_ACCURACY,
     )
@@ -466,8 +457,7 @@ def _judge_small_normal(results):
         return _not_measured("small_normal_vanishes", rule, histogram_figure("tanh"))
     collapsed = stds[-1] < COLLAPSED
     shrunk = framework.ratio(stds[-1], stds[0]) < SHRUNK
-    accuracy = _get(
-        results,
+    accuracy = results.get(
         "train_accuracy",
         activation="tanh",
         initializer="normal_0.01",
@@ -476,7 +466,7 @@ def _judge_small_normal(results):
     return framework.Verdict(
         _CLAIM["small_normal_vanishes"],
         framework.verdict(collapsed and shrunk, partly=collapsed or shrunk),
-        _measured(
+        framework.measured(
             {
                 "std layer 1": stds[0],
                 f"layer {len(stds)}": stds[-1],
@@ -504,8 +494,7 @@ def _judge_large_normal(results):
     if len(fractions) < 2:
         return _not_measured("large_normal_saturates", rule, histogram_figure("tanh"))
     mean = float(np.mean(fractions[1:]))
-    accuracy = _get(
-        results,
+    accuracy = results.get(
         "train_accuracy",
         activation="tanh",
         initializer="normal_1",
@@ -514,7 +503,7 @@ def _judge_large_normal(results):
     return framework.Verdict(
         _CLAIM["large_normal_saturates"],
         framework.verdict(mean >= SATURATED, partly=mean >= SATURATED / 2),
-        _measured(
+        framework.measured(
             {
                 "mean saturated fraction": mean,
                 "layer 1": fractions[0],
@@ -542,7 +531,7 @@ def _judge_xavier(results):
     return framework.Verdict(
         _CLAIM["xavier_tanh_not_relu"],
         framework.verdict(healthy and shrinks, partly=healthy or shrinks),
-        _measured({"tanh last/first std": tanh, "ReLU last/first std": relu}),
+        framework.measured({"tanh last/first std": tanh, "ReLU last/first std": relu}),
         rule,
         FIGURE_STD,
     )
@@ -556,8 +545,7 @@ def _judge_he(results):
         f"accuracy is >= {TRAINS:g}; partly if only one of the two"
     )
     relu = _std_ratio(results, "relu", "he")
-    accuracy = _get(
-        results,
+    accuracy = results.get(
         "train_accuracy",
         activation="relu",
         initializer="he",
@@ -574,7 +562,7 @@ def _judge_he(results):
     return framework.Verdict(
         _CLAIM["he_fixes_relu"],
         framework.verdict(kept and trains, partly=kept or trains),
-        _measured(measured),
+        framework.measured(measured),
         rule,
         FIGURE_STD,
     )
@@ -606,7 +594,7 @@ def _judge_batch_norm(results):
     return framework.Verdict(
         _CLAIM["batch_norm_less_sensitive"],
         framework.verdict(much_smaller and lowest["batch"] >= TRAINS, partly=smaller),
-        _measured(
+        framework.measured(
             {
                 "accuracy spread without BN": spreads["none"],
                 "with BN": spreads["batch"],

@@ -300,11 +300,6 @@ def decay_summary(norms) -> tuple[float, float]:
 # Verdicts ------------------------------------------------------------------------
 
 
-def _get(results, metric, **configuration):
-    rows = results.select(metric, **configuration)
-    return rows[0]["value"] if len(rows) == 1 else math.nan
-
-
 def _distance(results) -> int:
     ks = [row["k"] for row in results.select("gradient_norm")]
     return max(ks) if ks else 100
@@ -324,7 +319,7 @@ def _judge_decay_or_explode(results):
         "partly if in some"
     )
     ratios = {
-        c: _get(results, "log10_ratio", cell="simple_rnn", condition=c)
+        c: results.get("log10_ratio", cell="simple_rnn", condition=c)
         for c in CONDITIONS
     }
     measured_ratios = {c: r for c, r in ratios.items() if not math.isnan(r)}
@@ -333,7 +328,7 @@ def _judge_decay_or_explode(results):
     changed = [c for c, r in measured_ratios.items() if abs(r) >= DECADES]
     measured = ", ".join(
         f"{CONDITION_LABELS[c]} {format_number(r)} decades "
-        f"(x{format_number(_get(results, 'decay_per_step', cell='simple_rnn', condition=c))}"
+        f"(x{format_number(results.get('decay_per_step', cell='simple_rnn', condition=c))}"
         " per step)"
         for c, r in measured_ratios.items()
     )
@@ -361,7 +356,7 @@ def _judge_gates(results):
         "do, partly if one does"
     )
     values = {
-        cell: _get(results, "log10_ratio", cell=cell, condition=condition)
+        cell: results.get("log10_ratio", cell=cell, condition=condition)
         for cell in CELLS
     }
     if any(math.isnan(v) for v in values.values()):
@@ -376,8 +371,7 @@ def _judge_gates(results):
         + " decades after clipped training"
     )
     initial = {
-        cell: _get(results, "log10_ratio", cell=cell, condition="init")
-        for cell in CELLS
+        cell: results.get("log10_ratio", cell=cell, condition="init") for cell in CELLS
     }
     if not any(math.isnan(v) for v in initial.values()):
         measured += "; at initialization " + ", ".join(
@@ -467,10 +461,10 @@ def run(output, quick: bool = False, seed: int = 0) -> framework.Report:
     figures = draw_figures(results, output)
     validation = ", ".join(
         f"{LABELS[cell]} {format_number(results_value)} / "
-        f"{format_number(_get(results, 'validation_bits_per_char', cell=cell, condition='trained_clipped'))}"
+        f"{format_number(results.get('validation_bits_per_char', cell=cell, condition='trained_clipped'))}"
         for cell in config.cells
         for results_value in [
-            _get(results, "validation_bits_per_char", cell=cell, condition="trained")
+            results.get("validation_bits_per_char", cell=cell, condition="trained")
         ]
     )
     notes = (
@@ -495,7 +489,7 @@ def training_note(results: framework.Results, cells) -> str:
     parts = []
     for cell in cells:
         values = [
-            _get(results, "log10_ratio", cell=cell, condition=c) for c in CONDITIONS
+            results.get("log10_ratio", cell=cell, condition=c) for c in CONDITIONS
         ]
         if any(math.isnan(v) for v in values):
             continue
@@ -508,9 +502,9 @@ def training_note(results: framework.Results, cells) -> str:
         return ""
     differences = [
         abs(
-            _get(results, "validation_bits_per_char", cell=c, condition="trained")
-            - _get(
-                results, "validation_bits_per_char", cell=c, condition="trained_clipped"
+            results.get("validation_bits_per_char", cell=c, condition="trained")
+            - results.get(
+                "validation_bits_per_char", cell=c, condition="trained_clipped"
             )
         )
         for c in cells

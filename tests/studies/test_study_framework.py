@@ -1,6 +1,7 @@
 """The studies' shared parts: tidy results, verdicts, the summary, the command."""
 
 import csv
+import math
 
 import pytest
 
@@ -15,6 +16,7 @@ from kerasdl.studies.framework import (
     Results,
     Verdict,
     format_number,
+    measured,
     verdict,
     write_report,
 )
@@ -31,6 +33,18 @@ def test_results_are_tidy_rows_and_read_back():
     assert results.values("accuracy", by="activation") == {"relu": 0.9, "sigmoid": 0.1}
     with pytest.raises(KeyError, match="2 rows"):
         results.value("accuracy", depth=5)
+
+
+def test_get_is_nan_for_what_a_run_did_not_measure_and_measured_names_figures():
+    results = Results()
+    results.add("accuracy", 0.9, activation="relu", depth=5)
+    results.add("accuracy", 0.1, activation="relu", depth=10)
+    assert results.get("accuracy", depth=10) == 0.1
+    assert math.isnan(results.get("accuracy", activation="gelu"))  # not measured
+    assert math.isnan(results.get("accuracy", activation="relu"))  # not one row
+    assert (
+        measured({"ReLU": 0.91234, "sigmoid": 1.5e-7}) == "ReLU 0.912, sigmoid 1.50e-07"
+    )
 
 
 def test_write_report_writes_csv_and_a_summary_quoting_each_claim(tmp_path):
