@@ -32,7 +32,9 @@ Sides, for each cell:
 - `torch`: `nn.Embedding` + `nn.LSTM`/`nn.GRU` (`batch_first`) + `nn.Linear`,
   eager, CPU.
 
-`best/torch` is the better kerasdl setting over PyTorch (goal >= 0.8).
+`best/torch` is the better kerasdl setting over PyTorch (goal >= 0.8);
+`best fused/torch` the same for the `fused` side. `--sides fused,torch` times
+only the sides named.
 
 Measured on the project's 2-core CPU under load from other jobs (load average
 6-9), `--threads 1 --steps 10 --repeats 3` (with 2 threads PyTorch's OpenMP
@@ -60,6 +62,52 @@ Without XLA, in a separate run of the same sides (1 thread, 8 steps, 3 repeats),
 hoisting gave LSTM 8,137 vs 7,581 (PyTorch 13,923) and GRU 9,027 vs 8,480
 (PyTorch 10,766, so 0.84x): the hoisted projection is worth about 7%, the rest
 of the gap is the loop's backward pass.
+
+`kerasdl.layers.LSTM` (the `fused` side) does what that points to: the input
+projection of all steps as one matrix product, a time loop with only the
+recurrent product and the gates, and a hand-written backward pass whose loop
+computes only the gate gradients and `dh` (one product per step), the weight
+gradients being single products over all steps after it. LSTM 2x256,
+`--cells lstm --threads 1 --steps 10 --repeats 5`, load average 3.4-4.5 (other
+jobs' trainings), tokens/second, two runs:
+
+| run | kerasdl off | kerasdl on | keras off | keras on | keras+proj on | fused off | fused on | torch | best kerasdl/torch | best fused/torch |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| 1 | 10,859 | 6,211 | 10,024 | 6,769 | 7,767 | 11,271 | 16,065 | 20,880 | 0.52 | 0.77 |
+| 2 | 10,041 | 7,268 | 10,722 | 7,305 | 8,546 | 12,049 | 16,241 | 22,358 | 0.45 | 0.73 |
+
+(`--sides keras,fused,torch --repeats 7` under heavier load, 4.7-5.1: keras
+5,654 / 4,488, fused 5,728 / 14,215, torch 18,164: 0.78.) Under XLA the fused
+layer trains the network 1.5-2.5x as fast as the best Keras LSTM side, at
+0.73-0.78x PyTorch: close to the goal, not at it. Without XLA it gains little
+(11,271 and 12,049 vs the best side without XLA, 10,859 and 10,722: +4% and
++12%): TensorFlow's graph executor pays per op, and each step of each loop
+is about 25 ops (gates plus the TensorArray reads and writes of Keras'
+`ops.scan`); `jit_compile="auto"` means off on a CPU-only host, so a model
+gets the fused rate only when compiled with `jit_compile=True`.
+
+Where the time still goes (same machine and load, each figure from one run
+with the variants alternating in one process):
+
+- Matrix products. The products of one training step alone (the same shapes,
+  10.7 GFLOP: projections and their two gradients, 128 recurrent products
+  forward and 128 backward, the recurrent kernels' gradients, the head) took
+  90 ms under XLA where the fused step took 124 ms (`train_on_batch`); at
+  heavier load, malloc pinned, 190 of 248 ms, while PyTorch's whole step took
+  190 ms. 72-77% of the step is matrix products, and PyTorch's are faster: 256x2048 @ 2048x1024 took 8.9 ms in PyTorch, 10.4 ms
+  under XLA, 14.8 ms in TensorFlow's graph executor.
+- The rest is the loops' per-step work. One layer's loop forward and backward
+  (projected inputs given, T=64, B=32, 256 units) took 45-46 ms under XLA for
+  3.2 GFLOP of products. `--profile`: the fused step costs 3.4x its forward
+  pass (Keras' LSTM under XLA 7.4x, PyTorch 2.0x).
+- Tried and dropped: packing the carried `(h, c, gates)` into one tensor, to
+  halve the TensorArray operations, was slower (50.9 vs 44.7 ms XLA, 61.2 vs
+  55.6 ms graph); `fori_loop` over preallocated buffers with
+  `dynamic_update_slice` instead of `scan` was 7% faster under XLA (42.6 vs
+  46.0 ms) but 3x slower without it (185.7 vs 58.7 ms: every update copies the
+  buffer), and a layer cannot tell whether it is being compiled.
+- JAX (`train_on_batch`, always XLA): no gain, the fused layer 6,398 tokens/s
+  vs Keras' LSTM 6,171 (one run), both far below TensorFlow under XLA.
 """
 
 import argparse
@@ -305,6 +353,9 @@ def benchmark(cell, args):
         sides["torch"] = TorchSide(
             cell, vocabulary_size, args.units, args.layers, batches
         )
+    if args.sides:
+        wanted = args.sides.split(",")
+        sides = {k: v for k, v in sides.items() if k.split(" ")[0] in wanted}
 
     for side in sides.values():  # trace / compile, then one warm epoch
         side.epoch(2)
@@ -398,6 +449,12 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="fewer steps and repeats")
     parser.add_argument("--steps", type=int, default=None, help="steps per timed epoch")
+    parser.add_argument(
+        "--sides",
+        default="",
+        help="comma-separated sides to time (kerasdl, keras, keras+proj, fused, "
+        "torch); default: all",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument(
         "--profile",

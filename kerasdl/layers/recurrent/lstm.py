@@ -148,6 +148,11 @@ class LSTM(keras.layers.LSTM):
     Keras uses cuDNN). Everything else falls back to `keras.layers.LSTM`.
     Under mixed precision it computes in the compute dtype, as Keras does.
 
+    The gain is largest under XLA (`jit_compile=True`; Keras' `"auto"` is off
+    on CPU-only hosts): a character language model with 2 x LSTM(256) trained
+    1.5-2.5x as fast as with `keras.layers.LSTM` on a 2-core CPU, without XLA
+    4-12% faster, on JAX no faster (`benchmarks/language_model.py`).
+
     Args:
         units: Positive integer, dimensionality of the output space.
         **kwargs: every other argument of `keras.layers.LSTM`, with its
