@@ -284,7 +284,10 @@ def _tiny_model(recurrent=kl.LSTM):
     )
 
 
-def test_fit_lowers_the_loss_as_keras_does():
+@pytest.mark.parametrize(
+    "jit_compile", [False, True] if BACKEND == "tensorflow" else ["auto"]
+)
+def test_fit_lowers_the_loss_as_keras_does(jit_compile):
     # Learnable: the next token is the current one plus one.
     tokens = np.random.default_rng(0).integers(0, 10, size=(32, 1)) + np.arange(9)
     tokens = (tokens % 10).astype("int32")
@@ -294,6 +297,7 @@ def test_fit_lowers_the_loss_as_keras_does():
         model.compile(
             keras.optimizers.Adam(3e-2),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit_compile,
         )
         history = model.fit(tokens[:, :-1], tokens[:, 1:], epochs=20, verbose=0)
         losses.append(history.history["loss"])
