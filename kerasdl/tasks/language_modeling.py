@@ -118,6 +118,14 @@ class LanguageModelingConfig:
             "(truncated backpropagation through time; --sampling sequential)"
         },
     )
+    jit_compile: bool = field(
+        default=False,
+        metadata={
+            "help": "XLA for training and evaluation (faster for the LSTM on a "
+            "CPU; slower for the GRU and SimpleRNN)",
+            "resume": True,
+        },
+    )
     early_stopping_patience: int = fields.patience(3)
     ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
     sample_length: int = _sampling(120, "tokens sampled per prompt", min=1, max=10_000)
@@ -281,11 +289,24 @@ def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int
         optimizer=adam,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        jit_compile=config.jit_compile,
     )
 
 
 def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float, int]:
     """Summed next-token cross-entropy (nats) over a whole token stream.
+
+    The sum of `token_cross_entropies` (read there how the stream is read).
+
+    Returns:
+        `(total nats, tokens predicted)`; perplexity is `exp(total / count)`.
+    """
+    losses = token_cross_entropies(model, ids, chunk_length=chunk_length, rows=rows)
+    return float(losses.sum()), len(losses)
+
+
+def token_cross_entropies(model, ids, *, chunk_length=64, rows=32):
+    """Next-token cross-entropy (nats) of every token of a stream but the first.
 
     Every token but the first is predicted exactly once. A model without a
     fixed context (an RNN) reads the stream as `rows` contiguous rows,
@@ -298,18 +319,18 @@ def split_cross_entropy(model, ids, *, chunk_length=64, rows=32) -> tuple[float,
     window of context; `rows` windows go through the model at a time.
 
     Returns:
-        `(total nats, tokens predicted)`; perplexity is `exp(total / count)`.
+        float64 `(len(ids) - 1,)`: position `i` holds `-log P(ids[i + 1] | ...)`.
     """
     import numpy as np
 
     ids = np.asarray(ids, "int32")
     context = getattr(model, "sequence_length", None)
     if context:
-        return _windowed_cross_entropy(model, ids, min(chunk_length, context), rows)
-    return _carried_cross_entropy(model, ids, chunk_length, rows)
+        return _windowed_cross_entropies(model, ids, min(chunk_length, context), rows)
+    return _carried_cross_entropies(model, ids, chunk_length, rows)
 
 
-def _carried_cross_entropy(model, ids, chunk_length, rows):
+def _carried_cross_entropies(model, ids, chunk_length, rows):
     # `rows` contiguous rows, read chunk by chunk with the states carried on.
     import numpy as np
     import tensorflow as tf
@@ -320,32 +341,25 @@ def _carried_cross_entropy(model, ids, chunk_length, rows):
     inputs = np.zeros(rows * row_length, "int32")
     targets = np.zeros(rows * row_length, "int32")
     inputs[:predicted], targets[:predicted] = ids[:-1], ids[1:]
-    weights = (np.arange(rows * row_length) < predicted).astype("float32")
-    inputs, targets, weights = (
-        a.reshape(rows, row_length) for a in (inputs, targets, weights)
-    )
+    inputs, targets = (a.reshape(rows, row_length) for a in (inputs, targets))
 
     @tf.function
-    def chunk_loss(x, y, w, cache, index):
+    def chunk_losses(x, y, cache, index):
         logits, cache = model.call_with_cache(x, cache, index)
-        return _weighted_sum(logits, y, w), cache
+        return _losses(logits, y), cache
 
     cache = model.initial_cache(rows, chunk_length)
-    total = 0.0
+    pieces = []
     for start in range(0, row_length, chunk_length):
         window = slice(start, start + chunk_length)
-        loss, cache = chunk_loss(
-            inputs[:, window],
-            targets[:, window],
-            weights[:, window],
-            cache,
-            tf.constant(start, tf.int32),
+        losses, cache = chunk_losses(
+            inputs[:, window], targets[:, window], cache, tf.constant(start, tf.int32)
         )
-        total += float(loss)
-    return total, predicted
+        pieces.append(losses.numpy())
+    return np.concatenate(pieces, axis=1).reshape(-1)[:predicted]
 
 
-def _windowed_cross_entropy(model, ids, window, rows):
+def _windowed_cross_entropies(model, ids, window, rows):
     # Windows of `window` inputs every `stride` tokens; each scores its last
     # `stride` targets (the first window all of them).
     import numpy as np
@@ -357,52 +371,88 @@ def _windowed_cross_entropy(model, ids, window, rows):
     positions = starts[:, None] + np.arange(window)[None, :]  # (windows, window)
     valid = positions < predicted
     scored = np.arange(window)[None, :] >= window - stride
-    scored = scored | (starts[:, None] == 0)
+    scored = valid & (scored | (starts[:, None] == 0))
     inputs = np.where(valid, ids[np.minimum(positions, predicted - 1)], 0)
     targets = np.where(valid, ids[np.minimum(positions + 1, predicted)], 0)
-    weights = (valid & scored).astype("float32")
 
     @tf.function
-    def window_loss(x, y, w):
-        return _weighted_sum(model(x, training=False), y, w)
+    def window_losses(x, y):
+        return _losses(model(x, training=False), y)
 
-    total = 0.0
+    out = np.full(predicted, np.nan)
     for first in range(0, len(starts), rows):
         batch = slice(first, first + rows)
-        total += float(window_loss(inputs[batch], targets[batch], weights[batch]))
-    return total, predicted
+        losses = window_losses(inputs[batch], targets[batch]).numpy()
+        out[positions[batch][scored[batch]]] = losses[scored[batch]]
+    return out
 
 
-def _weighted_sum(logits, targets, weights):
+def _losses(logits, targets):
     import tensorflow as tf
 
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
         targets, tf.cast(logits, tf.float32)
     )
-    return tf.reduce_sum(tf.cast(losses * weights, tf.float64))
+    return tf.cast(losses, tf.float64)
+
+
+def mixture_cross_entropy(neural_losses, ngram_log_probs, weight=0.5) -> float:
+    """Mean cross-entropy (nats) of `weight * P_neural + (1 - weight) * P_ngram`.
+
+    Args:
+        neural_losses: per-token negative log-probabilities of a neural model
+            (`token_cross_entropies`).
+        ngram_log_probs: the same tokens' log-probabilities under the n-gram
+            model (`KneserNeyLanguageModel.token_log_probs`).
+        weight: the neural model's share, in `[0, 1]`. Defaults to `0.5`.
+
+    Returns:
+        The mixture's mean negative log-likelihood per token, in nats.
+    """
+    import numpy as np
+
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1]. Received: weight={weight}")
+    neural = -np.asarray(neural_losses, "float64")
+    ngram = np.asarray(ngram_log_probs, "float64")
+    if neural.shape != ngram.shape:
+        raise ValueError(
+            "neural_losses and ngram_log_probs must score the same tokens. "
+            f"Received: shapes {neural.shape} and {ngram.shape}"
+        )
+    with np.errstate(divide="ignore"):
+        mixed = np.logaddexp(np.log(weight) + neural, np.log1p(-weight) + ngram)
+    return float(-mixed.mean())
 
 
 def evaluate(model, config: LanguageModelingConfig, data) -> dict:
     """Train and validation perplexity over the whole streams, and the baseline."""
     from kerasdl.models.ngram import KneserNeyLanguageModel
 
-    metrics = {}
+    metrics, losses = {}, {}
     for split, ids in (("train", data.train_ids), ("validation", data.validation_ids)):
-        total, count = split_cross_entropy(
+        losses[split] = token_cross_entropies(
             model, ids, chunk_length=config.sequence_length
         )
-        metrics[f"{split}_cross_entropy"] = total / count
-        metrics[f"{split}_perplexity"] = math.exp(total / count)
-        metrics[f"{split}_bits_per_token"] = total / count / math.log(2)
-        metrics[f"{split}_tokens_predicted"] = count
+        mean = float(losses[split].mean())
+        metrics[f"{split}_cross_entropy"] = mean
+        metrics[f"{split}_perplexity"] = math.exp(mean)
+        metrics[f"{split}_bits_per_token"] = mean / math.log(2)
+        metrics[f"{split}_tokens_predicted"] = len(losses[split])
     ngram = KneserNeyLanguageModel(order=config.ngram_order).fit(
         data.train_ids, data.vocabulary.size
     )
+    ngram_log_probs = ngram.token_log_probs(data.validation_ids)
+    baseline = float(-ngram_log_probs.mean())
     metrics["baseline"] = f"interpolated Kneser-Ney, order {config.ngram_order}"
-    metrics["baseline_validation_perplexity"] = ngram.perplexity(data.validation_ids)
-    metrics["baseline_validation_bits_per_token"] = ngram.bits_per_token(
-        data.validation_ids
-    )
+    metrics["baseline_validation_perplexity"] = math.exp(baseline)
+    metrics["baseline_validation_bits_per_token"] = baseline / math.log(2)
+    # Not the model's figure: its probabilities averaged with the n-gram's
+    # (equal weights, nothing tuned on the validation text).
+    mixture = mixture_cross_entropy(losses["validation"], ngram_log_probs, 0.5)
+    metrics["mixture"] = "0.5 * this model + 0.5 * the Kneser-Ney baseline"
+    metrics["mixture_validation_perplexity"] = math.exp(mixture)
+    metrics["mixture_validation_bits_per_token"] = mixture / math.log(2)
     return metrics
 
 

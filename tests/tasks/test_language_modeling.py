@@ -92,6 +92,31 @@ def test_weight_decay_compiles_adamw_that_spares_biases_and_norms():
     assert type(model.optimizer) is keras.optimizers.Adam
 
 
+def test_jit_compile_trains_kerasdls_lstm_under_xla():
+    import kerasdl
+
+    model = RNNLanguageModel(9, cell="lstm", units=4, embedding_dim=3)
+    assert isinstance(model.recurrent_layers[0], kerasdl.layers.LSTM)
+    task.compile_model(
+        model, task.LanguageModelingConfig(jit_compile=True), steps_per_epoch=5
+    )
+    assert model.jit_compile
+    tokens = np.random.default_rng(0).integers(2, 9, (4, 7)).astype("int32")
+    losses = [
+        float(model.train_on_batch(tokens[:, :-1], tokens[:, 1:])[0]) for _ in range(5)
+    ]
+    assert losses[-1] < losses[0], losses
+    # The LSTM recipes train under XLA; the GRU, SimpleRNN and Transformer do not
+    # (slower there: benchmarks/language_model.py).
+    assert {n: RECIPES[n].load().CONFIG.jit_compile for n in CHAR_RECIPES} == {
+        "char_rnn": False,
+        "char_gru": False,
+        "char_lstm": True,
+        "char_lstm_deep": True,
+        "char_transformer": False,
+    }
+
+
 def test_stateful_training_model_resets_the_states_at_every_epoch_start():
     model = RNNLanguageModel(9, cell="lstm", units=4, embedding_dim=3)
     config = task.LanguageModelingConfig(
@@ -116,9 +141,11 @@ def test_whole_stream_cross_entropy_carries_the_states_between_chunks():
     total, count = task.split_cross_entropy(model, ids, chunk_length=5, rows=1)
     logits = np.asarray(model(ids[None, :-1]), "float64")[0]
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-    expected = -log_probs[np.arange(22), ids[1:]].sum()
+    expected = -log_probs[np.arange(22), ids[1:]]
     assert count == 22
-    assert math.isclose(total, expected, rel_tol=1e-5)
+    assert math.isclose(total, expected.sum(), rel_tol=1e-5)
+    losses = task.token_cross_entropies(model, ids, chunk_length=5, rows=1)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
 
 
 class _BigramModel(keras.Model):
@@ -142,10 +169,26 @@ def test_fixed_context_model_scores_every_token_once_in_overlapping_windows(leng
     total, count = task.split_cross_entropy(model, ids, chunk_length=64, rows=2)
     logits = np.asarray(model(ids[None, :-1]), "float64")[0]
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -log_probs[np.arange(length - 1), ids[1:]]
     assert count == length - 1
+    assert math.isclose(total, expected.sum(), rel_tol=1e-5)
+    losses = task.token_cross_entropies(model, ids, chunk_length=64, rows=2)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)  # each token once
+
+
+def test_mixture_averages_the_two_models_probabilities():
+    neural = np.array([0.1, 2.0, 3.0])  # nats
+    ngram = np.log([0.5, 0.5, 0.01])
+    mixed = np.log(0.5 * np.exp(-neural) + 0.5 * np.exp(ngram))
     assert math.isclose(
-        total, -log_probs[np.arange(count), ids[1:]].sum(), rel_tol=1e-5
+        task.mixture_cross_entropy(neural, ngram), -mixed.mean(), rel_tol=1e-12
     )
+    assert math.isclose(task.mixture_cross_entropy(neural, ngram, 1.0), neural.mean())
+    assert math.isclose(task.mixture_cross_entropy(neural, ngram, 0.0), -ngram.mean())
+    with pytest.raises(ValueError, match="same tokens"):
+        task.mixture_cross_entropy(neural, ngram[:2])
+    with pytest.raises(ValueError, match=r"Received: weight=1.5"):
+        task.mixture_cross_entropy(neural, ngram, 1.5)
 
 
 @pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
@@ -175,5 +218,12 @@ def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
         == card["dataset"]["validation_tokens"] - 1
     )
     assert metrics["baseline_validation_perplexity"] > 1.0
+    assert (
+        1.0
+        < metrics["mixture_validation_perplexity"]
+        < max(
+            metrics["validation_perplexity"], metrics["baseline_validation_perplexity"]
+        )
+    )
     assert [s["prompt"] for s in card["samples"]] == list(task.PROMPTS)
     assert all(len(s["sampled"]) == 5 for s in card["samples"])
