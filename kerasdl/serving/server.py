@@ -503,6 +503,9 @@ def _uvicorn_config(args, app, **kwargs):
         timeout_keep_alive=getattr(args, "keep_alive_timeout_seconds", 5.0),
         timeout_graceful_shutdown=args.graceful_shutdown_seconds,
         server_header=False,
+        # TF Serving reads no X-Forwarded-* headers, and nothing here uses the
+        # client's address: no per-request proxy-header middleware.
+        proxy_headers=False,
         **kwargs,
     )
 
