@@ -26,9 +26,9 @@ Sides, for each cell:
   layer whose cell only adds the recurrent matmul), `jit_compile` off and on. A
   diagnostic: it does what PyTorch's CPU `nn.LSTM` does (see "Where the time
   goes" in the output).
-- `fused` (LSTM only): the plain Keras network with `kerasdl.layers.LSTM`
-  (input projection of all steps as one matrix product, hand-written
-  backward pass), `jit_compile` off and on.
+- `fused`: the plain Keras network with `kerasdl.layers.LSTM` /
+  `kerasdl.layers.GRU` (input projection of all steps as one matrix product,
+  hand-written backward pass), `jit_compile` off and on.
 - `torch`: `nn.Embedding` + `nn.LSTM`/`nn.GRU` (`batch_first`) + `nn.Linear`,
   eager, CPU.
 
@@ -108,6 +108,56 @@ with the variants alternating in one process):
   buffer), and a layer cannot tell whether it is being compiled.
 - JAX (`train_on_batch`, always XLA): no gain, the fused layer 6,398 tokens/s
   vs Keras' LSTM 6,171 (one run), both far below TensorFlow under XLA.
+
+`kerasdl.layers.GRU` (the `fused` side of `--cells gru`) does the same for
+Keras' GRU (`reset_after=True`, Keras' default): the input projection of all
+steps as one matrix product, a loop with only `h @ recurrent_kernel +
+recurrent_bias` and the gates, and a backward loop that does per step `dh_t`
+times three factors computed for all steps before it and one product with the
+transposed recurrent kernel. `RNNLanguageModel` (the `kerasdl` side) uses it
+for `cell="gru"` since run 2 below (in run 1 it still used `keras.layers.GRU`).
+Both cells in one run each, `--threads 1 --steps 10 --repeats 5` (all sides),
+load average 1.6-3.9 from other people's trainings, tokens/second:
+
+| run | cell | kerasdl off | kerasdl on | keras off | keras on | keras+proj off | keras+proj on | fused off | fused on | torch | best kerasdl/torch | best keras/torch | best fused/torch |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+| 1 | LSTM | 12,347 | 15,902 | 10,599 | 7,271 | 10,968 | 8,660 | 12,628 | 16,399 | 20,816 | 0.76 | 0.51 | 0.79 |
+| 1 | GRU | 11,306 | 9,115 | 11,016 | 9,333 | 12,544 | 10,697 | 14,905 | 19,474 | 16,013 | 0.71 | 0.69 | 1.22 |
+| 2 | LSTM | 13,063 | 16,509 | 11,445 | 7,341 | 11,111 | 8,407 | 13,265 | 16,292 | 21,122 | 0.78 | 0.54 | 0.77 |
+| 2 | GRU | 14,761 | 18,921 | 11,064 | 8,776 | 12,702 | 10,113 | 14,148 | 18,471 | 14,448 | 1.31 | 0.77 | 1.28 |
+
+(`--cells gru --sides keras,fused,torch`, load 3.9-4.5: keras 10,960 / 8,543,
+fused 15,072 / 18,731, torch 15,028: 1.25. With `--threads 2` PyTorch collapses
+again, 1,039, fused 13,838 / 17,674.) Under XLA the fused GRU trains the network
+at 1.22-1.31x PyTorch's `nn.GRU` (goal 0.8: met) and 1.7-1.8x the best plain
+Keras GRU side; without XLA it gains 28-35% over Keras' GRU (0.93-0.98x
+PyTorch), and XLA adds 1.3x on top, so `char_gru` trains with
+`jit_compile=True`. The LSTM rows repeat the earlier figures: fused under XLA
+0.77-0.79x PyTorch, now also through `RNNLanguageModel` (0.76-0.78).
+
+Where the GRU's time goes (1 thread, load 3.1-3.6, medians of 7 alternating
+calls, one run):
+
+- A training step (`train_on_batch`): fused under XLA 108 ms, without 127 ms;
+  Keras' GRU 228 ms under XLA, 159 ms without; PyTorch 130 ms. `--profile
+  --cells gru --threads 1 --steps 8 --repeats 3`: the fused step costs 3.9x its
+  forward pass under XLA (forward 72,302 tokens/s, training 18,598), PyTorch's
+  4.1x (60,914 and 14,702), Keras' GRU under XLA 8.2x (71,279 and 8,687).
+- The loops: one fused layer's loop forward and backward, projected inputs
+  given (T=64, B=32, 256 units), 36.4 ms under XLA (44.8 ms without), its
+  forward alone 9.8 ms; the 128 recurrent products alone, in two loops, 15.5 ms.
+  The two layers' loops are two thirds of the step, and within them the
+  per-step gate arithmetic and the loops' TensorArray reads and writes cost as
+  much as the products. PyTorch's `nn.GRU` layer, its input projection and
+  gradients included, takes 66.2 ms forward and backward, 17.0 ms forward.
+- Matrix products: all products of one step (the same shapes, 8.1 GFLOP) took
+  46 ms under XLA, 54 ms in TensorFlow's graph executor and 69 ms in PyTorch
+  (its 256 small recurrent products issued from Python): about 43% of the fused
+  step, where they were 72-77% for the LSTM. PyTorch's `nn.GRU` trains at
+  0.68-0.77x its `nn.LSTM` here although a GRU does 3/4 of an LSTM's products;
+  the fused GRU trains at 1.13-1.19x the fused LSTM.
+- JAX (`train_on_batch`, always XLA, one run): the fused GRU 13,292 tokens/s vs
+  Keras' GRU 11,622 (+14%), below TensorFlow under XLA.
 """
 
 import argparse
@@ -205,8 +255,8 @@ def keras_model(
     cell, vocabulary_size, units, layers, projected=False, unroll=False, fused=False
 ):
     recurrent = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell]
-    if fused:  # kerasdl's LSTM: hoisted projection, hand-written backward pass
-        recurrent = kerasdl.layers.LSTM
+    if fused:  # kerasdl's layers: hoisted projection, hand-written backward pass
+        recurrent = {"lstm": kerasdl.layers.LSTM, "gru": kerasdl.layers.GRU}[cell]
     stack = [
         keras.Input((None,), dtype="int32"),
         keras.layers.Embedding(vocabulary_size, EMBEDDING_DIM),
@@ -340,14 +390,13 @@ def benchmark(cell, args):
             jit,
             dataset,
         )
-    if cell == "lstm":
-        for jit in (False, True):
-            keras.utils.set_random_seed(0)
-            sides[f"fused jit={'on' if jit else 'off'}"] = KerasSide(
-                keras_model(cell, vocabulary_size, args.units, args.layers, fused=True),
-                jit,
-                dataset,
-            )
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        sides[f"fused jit={'on' if jit else 'off'}"] = KerasSide(
+            keras_model(cell, vocabulary_size, args.units, args.layers, fused=True),
+            jit,
+            dataset,
+        )
     if torch is not None:
         torch.manual_seed(0)
         sides["torch"] = TorchSide(
@@ -393,9 +442,8 @@ def profile(cell, args):
         "keras+proj jit=on": ({"projected": True}, True),
         "keras unroll jit=on": ({"unroll": True}, True),
     }
-    if cell == "lstm":
-        variants["fused jit=off"] = ({"fused": True}, False)
-        variants["fused jit=on"] = ({"fused": True}, True)
+    variants["fused jit=off"] = ({"fused": True}, False)
+    variants["fused jit=on"] = ({"fused": True}, True)
     sides, forwards = {}, {}
     x = tf.constant(batches[0][0])
     for key, (options, jit) in variants.items():
@@ -517,7 +565,7 @@ def main(argv=None):
         rates = benchmark(cell, args)
         torch_rate = rates.get("torch")
         dl = [rates[k] for k in ("kerasdl jit=off", "kerasdl jit=on") if k in rates]
-        plain = max(rates["keras jit=off"], rates["keras jit=on"])
+        plain = max(rates.get("keras jit=off", 0), rates.get("keras jit=on", 0))
         fused = max(rates.get("fused jit=off", 0), rates.get("fused jit=on", 0))
 
         def ratio(value, torch_rate=torch_rate):

@@ -138,9 +138,11 @@ class GRU(keras.layers.GRU):
     `reset_after=False`, falls back to `keras.layers.GRU`. Under mixed
     precision it computes in the compute dtype, as Keras does.
 
-    See `benchmarks/language_model.py` for training rates against
-    `keras.layers.GRU` and PyTorch's `nn.GRU`, with and without XLA
-    (`jit_compile=True`; Keras' `"auto"` is off on CPU-only hosts).
+    The gain is largest under XLA (`jit_compile=True`; Keras' `"auto"` is off
+    on CPU-only hosts): a character language model with 2 x GRU(256) trained
+    1.7-1.8x as fast as with `keras.layers.GRU` on a 2-core CPU, and 1.2-1.3x
+    as fast as with PyTorch's `nn.GRU`; without XLA 28-35% faster than with
+    `keras.layers.GRU`, on JAX 14% (`benchmarks/language_model.py`).
 
     Args:
         units: Positive integer, dimensionality of the output space.
