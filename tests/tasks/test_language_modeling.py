@@ -106,11 +106,11 @@ def test_jit_compile_trains_kerasdls_lstm_under_xla():
         float(model.train_on_batch(tokens[:, :-1], tokens[:, 1:])[0]) for _ in range(5)
     ]
     assert losses[-1] < losses[0], losses
-    # The LSTM and GRU recipes train under XLA; the SimpleRNN and Transformer do
-    # not (slower there: benchmarks/language_model.py).
+    # The LSTM recipes train under XLA; the GRU, SimpleRNN and Transformer do not
+    # (slower there: benchmarks/language_model.py).
     assert {n: RECIPES[n].load().CONFIG.jit_compile for n in CHAR_RECIPES} == {
         "char_rnn": False,
-        "char_gru": True,
+        "char_gru": False,
         "char_lstm": True,
         "char_lstm_deep": True,
         "char_transformer": False,
