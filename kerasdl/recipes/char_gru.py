@@ -16,8 +16,11 @@ from kerasdl.tasks import language_modeling as TASK
 from kerasdl.tasks.command_line import run_recipe
 from kerasdl.tasks.language_modeling import LanguageModelingConfig
 
+# 32-character rows: twice the optimizer steps of 64 per epoch, for about the
+# same time per epoch (2.116 bits per character against 2.147 with 64).
 CONFIG = LanguageModelingConfig(
     model="gru_lm",
+    sequence_length=32,
     units=384,
     embedding_dim=64,
     dropout=0.4,
