@@ -26,7 +26,6 @@ CONFIG = LanguageModelingConfig(
     learning_rate=3e-3,
     lr_schedule="cosine",
     early_stopping_patience=4,
-    jit_compile=True,  # kerasdl's LSTM under XLA: 1.5-2.5x the step without it
 )
 
 

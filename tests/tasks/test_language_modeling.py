@@ -106,15 +106,9 @@ def test_jit_compile_trains_kerasdls_lstm_under_xla():
         float(model.train_on_batch(tokens[:, :-1], tokens[:, 1:])[0]) for _ in range(5)
     ]
     assert losses[-1] < losses[0], losses
-    # The LSTM recipes train under XLA; the GRU, SimpleRNN and Transformer do not
-    # (slower there: benchmarks/language_model.py).
-    assert {n: RECIPES[n].load().CONFIG.jit_compile for n in CHAR_RECIPES} == {
-        "char_rnn": False,
-        "char_gru": False,
-        "char_lstm": True,
-        "char_lstm_deep": True,
-        "char_transformer": False,
-    }
+    # No recipe trains under XLA: with their dropout a Keras dropout mask makes a
+    # jit-compiled step 3-4x slower on a CPU (benchmarks/language_model.py).
+    assert not any(RECIPES[n].load().CONFIG.jit_compile for n in CHAR_RECIPES)
 
 
 def test_stateful_training_model_resets_the_states_at_every_epoch_start():
