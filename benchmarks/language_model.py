@@ -530,7 +530,8 @@ def main(argv=None):
         "--profile",
         action="store_true",
         help="instead of the table: forward-only and training rates of plain Keras "
-        "(as is, input projection hoisted, time loop unrolled) and PyTorch",
+        "(as is, input projection hoisted, time loop unrolled), the fused "
+        "kerasdl layers and PyTorch",
     )
     parser.add_argument(
         "--threads",
