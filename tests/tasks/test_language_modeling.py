@@ -221,3 +221,29 @@ def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
     )
     assert [s["prompt"] for s in card["samples"]] == list(task.PROMPTS)
     assert all(len(s["sampled"]) == 5 for s in card["samples"])
+
+
+@pytest.mark.large  # one tiny stateful epoch over the whole book and export: ~1 min
+def test_stateful_char_rnn_trains_and_exports_the_plain_language_model(
+    tmp_path, capsys
+):
+    from kerasdl.recipes import char_rnn
+
+    assert char_rnn.CONFIG.stateful and char_rnn.CONFIG.sampling == "sequential"
+    flags = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
+    status = char_rnn.main(
+        flags.split()
+        + ["--sample-length", "5", "--ngram-order", "3"]
+        + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    export_dir = tmp_path / "models" / "char_rnn" / "1"
+    card = json.loads((export_dir / "assets.extra" / "model_card.json").read_text())
+    assert card["config"]["stateful"] is True
+    plain = RNNLanguageModel(
+        card["dataset"]["vocabulary_size"], cell="simple_rnn", units=8, embedding_dim=4
+    )
+    plain(np.zeros((1, 1), "int32"))
+    assert card["parameter_count"] == plain.count_params()  # no carried states
+    assert 1.0 < card["metrics"]["validation_perplexity"] < 75
