@@ -32,6 +32,7 @@ from kerasdl.models.registry import (  # noqa: F401
 from kerasdl.models.resnet import resnet  # noqa: F401
 from kerasdl.models.rnn_language_model import (  # noqa: F401
     RNNLanguageModel,
+    StatefulRNNTrainer,
     rnn_language_model,
 )
 from kerasdl.models.seq2seq import Seq2SeqAttention  # noqa: F401
