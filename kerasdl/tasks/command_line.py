@@ -45,10 +45,8 @@ def _parser_for(kind, optional):
     def parse(text):
         if optional and text.lower() in ("none", "null"):
             return None
-        if not text.strip():
-            raise argparse.ArgumentTypeError(
-                "empty value" + (" (give one, or 'none')" if optional else "")
-            )
+        if optional and not text.strip():  # not a silent 'none'
+            raise argparse.ArgumentTypeError("empty value (give one, or 'none')")
         if kind is dict:
             value = json.loads(text)
             if not isinstance(value, dict):

@@ -106,12 +106,16 @@ def test_optional_fields_take_none_and_refuse_an_empty_value(capsys):
 
     assert main(CONFIG, ["--limit", "5", "--data-dir", "none"], recipe="r") == 0
     assert (calls[0][0].limit, calls[0][0].data_dir) == (5, None)
-    for flag in ("--limit", "--data-dir", "--epochs"):
+    for flag, message in (
+        ("--limit", "empty value (give one, or 'none')"),
+        ("--data-dir", "empty value (give one, or 'none')"),
+        ("--epochs", "invalid int value: ''"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             main(CONFIG, [flag, ""], recipe="r")
         assert exit_info.value.code == exit_codes.USAGE
         err = capsys.readouterr().err
-        assert f"error: argument {flag}: empty value" in err, err
+        assert f"error: argument {flag}: {message}" in err, err
     assert len(calls) == 1
 
 
