@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from kerasdl.layers.recurrent.lstm import _has_accelerator
+from kerasdl.layers.recurrent.lstm import fast_path_applies
 
 
 def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias):
@@ -164,27 +164,7 @@ class GRU(keras.layers.GRU):
     """
 
     def _fast_path(self, mask, training):
-        cell = self.cell
-        backend = keras.backend.backend()
-        dropout = cell.dropout or cell.recurrent_dropout
-        return (
-            backend in ("tensorflow", "jax")
-            and mask is None
-            and (not dropout or training is None or training is False)
-            and not self.go_backwards
-            and not self.unroll
-            and not self.stateful
-            and cell.use_bias
-            and cell.reset_after
-            and cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and self.use_cudnn is not True
-            and not (
-                backend == "tensorflow"
-                and self.use_cudnn == "auto"
-                and _has_accelerator(backend)
-            )
-        )
+        return self.cell.reset_after and fast_path_applies(self, mask, training)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fast_path(mask, training):

@@ -13,6 +13,34 @@ def _has_accelerator(backend):
     return not all(str(d).lower().startswith("cpu") for d in devices)
 
 
+def fast_path_applies(layer, mask, training):
+    """True when a Keras recurrent `layer` (LSTM or GRU) can take the fused path.
+
+    Everything else (a mask, dropout while training, `go_backwards`, `unroll`,
+    `stateful`, no bias, other activations, cuDNN) takes Keras' own path.
+    """
+    cell = layer.cell
+    backend = keras.backend.backend()
+    dropout = cell.dropout or cell.recurrent_dropout
+    return (
+        backend in ("tensorflow", "jax")
+        and mask is None
+        and (not dropout or training is None or training is False)
+        and not layer.go_backwards
+        and not layer.unroll
+        and not layer.stateful
+        and cell.use_bias
+        and cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and layer.use_cudnn is not True
+        and not (
+            backend == "tensorflow"
+            and layer.use_cudnn == "auto"
+            and _has_accelerator(backend)
+        )
+    )
+
+
 def lstm_sequence(projected, h0, c0, recurrent_kernel):
     """Runs the LSTM recurrence over projected inputs, with a closed-form gradient.
 
@@ -173,26 +201,7 @@ class LSTM(keras.layers.LSTM):
     """
 
     def _fast_path(self, mask, training):
-        cell = self.cell
-        backend = keras.backend.backend()
-        dropout = cell.dropout or cell.recurrent_dropout
-        return (
-            backend in ("tensorflow", "jax")
-            and mask is None
-            and (not dropout or training is None or training is False)
-            and not self.go_backwards
-            and not self.unroll
-            and not self.stateful
-            and cell.use_bias
-            and cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and self.use_cudnn is not True
-            and not (
-                backend == "tensorflow"
-                and self.use_cudnn == "auto"
-                and _has_accelerator(backend)
-            )
-        )
+        return fast_path_applies(self, mask, training)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fast_path(mask, training):
