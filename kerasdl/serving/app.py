@@ -81,10 +81,6 @@ def _tf_message(error):
     return codec.tf_message(error)[:500]
 
 
-def _may_have_bools(body):
-    return b"true" in body or b"false" in body
-
-
 def _error_json(message):
     return codec.dumps({"error": message})
 
@@ -354,7 +350,7 @@ class ServingApp:
     def run_signature(servable, signature_name, inputs):
         return servable.signatures[signature_name].run(inputs)
 
-    def _handle_sync(self, servable, body, data, method, examples=None):
+    def _handle_sync(self, servable, data, method, examples=None):
         """Validate, run and encode: the rest of the request in one thread.
 
         `examples`: a classify/regress body's `codec.examples_from_json`, read
@@ -362,9 +358,7 @@ class ServingApp:
         """
         signature = self._signature(servable, data)
         if method == "predict":
-            inputs, row_format = codec.decode_predict(
-                data, signature, _may_have_bools(body)
-            )
+            inputs, row_format = codec.decode_predict(data, signature)
             outputs = signature.run(inputs)
             return codec.dumps(codec.encode_predict(outputs, row_format))
         inputs, count = codec.decode_examples(data, signature, method, examples)
@@ -379,13 +373,11 @@ class ServingApp:
         data = codec.parse_json(body)
         examples = None if method == "predict" else codec.examples_from_json(data)
         servable = self.manager.servable(*model)
-        return self._handle_sync(servable, body, data, method, examples)
+        return self._handle_sync(servable, data, method, examples)
 
-    async def _batched(self, servable, body, data):
+    async def _batched(self, servable, data):
         signature = self._signature(servable, data)
-        inputs, row_format = codec.decode_predict(
-            data, signature, _may_have_bools(body)
-        )
+        inputs, row_format = codec.decode_predict(data, signature)
         batchable = all(
             v.ndim >= 1 and (i.shape is None or i.shape[0] is None)
             for v, i in zip(inputs.values(), (signature.inputs[k] for k in inputs))
@@ -446,15 +438,14 @@ class ServingApp:
                     examples = codec.examples_from_json(data)
                 servable = self.manager.servable(name, version, label)
                 if batched:
-                    payload = await self._batched(servable, body, data)
+                    payload = await self._batched(servable, data)
                 elif self._runs_inline(servable, data):
-                    payload = self._handle_sync(servable, body, data, method, examples)
+                    payload = self._handle_sync(servable, data, method, examples)
                 else:
                     payload = await loop.run_in_executor(
                         self.executor,
                         self._handle_sync,
                         servable,
-                        body,
                         data,
                         method,
                         examples,

@@ -7,6 +7,7 @@ before it passes these checks.
 
 import base64
 import binascii
+import itertools
 import json
 import re
 
@@ -367,17 +368,62 @@ def _with_input(error, value, info):
     )
 
 
+def _dense_numbers(value):
+    """`(shape, leaves, leaf types)` of a rectangular, non-empty nested list of
+    ints and floats (no bools), else None.
+
+    Walks the lists level by level with C-level `map`/`chain`, several times
+    faster than numpy's own discovery of a nested list's shape and dtype. Only
+    the leaves' types are checked: a string or object where a list should be
+    has a length too, but its expansion (characters, keys) is strings, which
+    the leaf check refuses.
+    """
+    if type(value) is not list:
+        return None
+    shape, items = [], [value]
+    while type(items[0]) is list:
+        if len(shape) == _MAX_DIMS:
+            return None
+        try:
+            lengths = set(map(len, items))
+        except TypeError:  # a number beside lists
+            return None
+        if len(lengths) != 1 or 0 in lengths:
+            return None  # ragged or empty
+        shape.append(lengths.pop())
+        items = list(itertools.chain.from_iterable(items))
+    types = set(map(type, items))
+    if types <= {float, int}:
+        return shape, items, types
+    return None  # bools, strings, objects or mixed depths
+
+
 def _numeric_array(value, info, check_bools):
     target = info.numpy_dtype
-    try:
-        array = np.asarray(value)
-    except (ValueError, TypeError, OverflowError):
-        array = None  # ragged, or integers numpy cannot hold: checked below
-    except RecursionError:
-        raise RequestError(f"Input '{info.key}': nested too deeply")
+    dense = _dense_numbers(value) if target.kind in "iuf" else None
+    array = None
+    if dense is not None:  # the common case: numbers only, rectangular
+        shape, leaves, types = dense
+        if types == {int} or target.kind == "f":
+            try:
+                array = np.array(leaves, dtype=np.int64 if types == {int} else None)
+            except OverflowError:
+                array = None  # beyond int64: exactly, below
+            else:
+                array = array.reshape(shape)
+    has_bool = False
+    if array is None:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            array = None  # ragged, or integers numpy cannot hold: checked below
+        except RecursionError:
+            raise RequestError(f"Input '{info.key}': nested too deeply")
+        # numpy would silently read true/false among numbers as 1/0.
+        has_bool = check_bools and _has_bool(value)
     kind = None if array is None else array.dtype.kind
     wants = "b" if target.kind == "b" else "iu" if target.kind in "iu" else "iuf"
-    if kind is None or kind not in wants or (check_bools and _has_bool(value)):
+    if kind is None or kind not in wants or has_bool:
         if kind is None or kind == "O":
             _check_dense(value, _dense_shape(value))
         error = _leaf_error(value, info)
