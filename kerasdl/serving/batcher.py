@@ -8,6 +8,11 @@ import numpy as np
 
 logger = logging.getLogger("kerasdl.serving")
 
+# While a batch waits for the clients the previous call answered, a pause
+# between their arrivals of up to this fraction of that call's time (or
+# `batch_timeout_micros`, if longer) does not end the wait.
+FILL_GAP_FRACTION = 0.1
+
 
 class _Pending:
     __slots__ = ("arrived", "future", "inputs", "rows")
@@ -34,8 +39,11 @@ class Batcher:
     (as many rows as the call had) usually send their next request at once, so
     the next batch of that kind waits for them while requests keep coming, until
     it holds the rows of the call that ended plus those already queued, or
-    `max_batch_size`, or no request came for `batch_timeout_micros` since the
-    call ended or the last arrival, and never longer than the call itself took.
+    `max_batch_size`, or no request came since the call ended or the last
+    arrival for `batch_timeout_micros` or a tenth of the call's time, whichever
+    is longer (a busy machine delays some clients by more than a millisecond,
+    which would cut a 100 ms model's batch in two), and never longer than the
+    call itself took.
     A lone client is never held (its batch expects one row: its own). Without
     this wait, clients that each wait for their answer split into batches of a
     few rows and of the rest that alternate, and a model whose batch of 16 runs
@@ -142,11 +150,11 @@ class Batcher:
         """Seconds to go on waiting for the clients a finished call answered, or 0."""
         if key not in self.filling:
             return 0.0
-        expected, began, deadline = self.filling[key]
+        expected, began, deadline, gap = self.filling[key]
         since_last = now - max(queue[-1].arrived, began)
-        if queued_rows >= expected or since_last >= self.batch_timeout:
+        if queued_rows >= expected or since_last >= gap:
             return 0.0
-        return max(0.0, min(self.batch_timeout - since_last, deadline - now))
+        return max(0.0, min(gap - since_last, deadline - now))
 
     def _wake(self):
         self._wakeup = None
@@ -205,10 +213,12 @@ class Batcher:
                 key = self._key(servable, signature_name, batch[0].inputs)
                 queued = sum(p.rows for p in self.queues.get(key, ()))
                 now = time.perf_counter()
+                seconds = now - started
                 self.filling[key] = (
                     min(self.max_batch_size, queued + total),
                     now,
-                    now + (now - started),
+                    now + seconds,
+                    max(self.batch_timeout, FILL_GAP_FRACTION * seconds),
                 )
                 if self.queues:
                     self._dispatch()

@@ -98,3 +98,21 @@ def test_fill_wait_stops_at_the_clients_that_exist(clients):
     )
     assert max(model.batches) <= clients
     assert np.median(latencies) < 0.3, (latencies, model.batches)
+
+
+def test_clients_a_slow_call_answered_are_waited_for_across_pauses():
+    # A 300 ms model; its answered clients come back 2 ms apart (a busy machine),
+    # more than the 1 ms timeout but far less than the call: batches stay whole.
+    model = Model(seconds_per_call=0.3)
+    _closed_loop(
+        model,
+        16,
+        4,
+        stagger=0.002,
+        max_batch_size=16,
+        batch_timeout_micros=1000,
+        num_batch_threads=1,
+    )
+    assert sum(model.batches) == 16 * 4
+    # The first batch is client 0 alone; in the last, client 0 is done.
+    assert model.batches[1:-1] == [16, 16, 16], model.batches
