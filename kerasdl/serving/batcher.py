@@ -54,7 +54,10 @@ class Batcher:
         executor: a `concurrent.futures` executor for model calls.
         max_batch_size: most rows per call. Defaults to 32.
         batch_timeout_micros: longest wait to fill a batch under load. Defaults to 1000.
-        num_batch_threads: model calls in flight at once. Defaults to 2.
+        num_batch_threads: model calls in flight at once. Defaults to 1: on a
+            CPU one call already uses every core through TensorFlow's intra-op
+            threads, and a second call in flight only splits them (with a short
+            `batch_timeout_micros` it runs one-row batches beside full ones).
         on_batch: optional `(model_name, rows)` callback for metrics.
     """
 
@@ -64,7 +67,7 @@ class Batcher:
         executor,
         max_batch_size=32,
         batch_timeout_micros=1000,
-        num_batch_threads=2,
+        num_batch_threads=1,
         on_batch=None,
     ):
         if max_batch_size < 1:

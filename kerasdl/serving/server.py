@@ -121,8 +121,9 @@ def add_serve_arguments(parser):
     batching.add_argument(
         "--num_batch_threads",
         type=int,
-        default=2,
-        help="Batches running at once (default: %(default)s).",
+        default=1,
+        help="Batches running at once (default: %(default)s: on a CPU one batch "
+        "already uses every core).",
     )
     parser.add_argument(
         "--log_level",
