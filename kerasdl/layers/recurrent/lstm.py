@@ -41,14 +41,15 @@ def fast_path_applies(layer, mask, training):
     )
 
 
-def lstm_sequence(projected, h0, c0, recurrent_kernel):
+def lstm_sequence(projected, h0, c0, recurrent_kernel, bias):
     """Runs the LSTM recurrence over projected inputs, with a closed-form gradient.
 
-    The input projection `x_t @ kernel + bias` of every step is computed
-    before (one matrix product over all steps; its gradient is autodiff's:
-    again one matrix product each for the inputs, the kernel and the bias).
-    The loop then does only `h @ recurrent_kernel` and the gates, and keeps
-    the gates and cell states. The backward loop computes, per step, only the
+    The input projection `x_t @ kernel` of every step is computed before
+    (one matrix product over all steps; its gradient is autodiff's: again
+    one matrix product each for the inputs and the kernel). The loop then
+    does only `h @ recurrent_kernel`, adds the bias (there, not as a pass
+    of its own over every step's projection) and the gates, and keeps the
+    gates and cell states. The backward loop computes, per step, only the
     pre-activation gate gradients and `dh_{t-1}` (one matrix product with the
     transposed recurrent kernel); the recurrent kernel's gradient is one
     matrix product over all steps after the loop. This is the schedule of
@@ -57,20 +58,21 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel):
     Gates in Keras' order (input, forget, cell, output), sigmoid and tanh.
 
     Args:
-        projected: `(time, batch, 4 * units)`, time-major `x @ kernel + bias`.
+        projected: `(time, batch, 4 * units)`, time-major `x @ kernel`.
         h0: `(batch, units)` initial hidden state.
         c0: `(batch, units)` initial cell state.
         recurrent_kernel: `(units, 4 * units)`.
+        bias: `(4 * units,)`.
 
     Returns:
         `(hs, h, c)`: every step's hidden state `(time, batch, units)` and the
         final hidden and cell states `(batch, units)`. Gradients flow to all
-        four arguments.
+        five arguments.
     """
     units = recurrent_kernel.shape[0]
 
     @ops.custom_gradient
-    def run(projected, h0, c0, recurrent_kernel):
+    def run(projected, h0, c0, recurrent_kernel, bias):
         batch = ops.shape(h0)[0]
         no_gates = ops.zeros((batch, 4 * units), dtype=projected.dtype)
 
@@ -78,7 +80,7 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel):
         # `scan` stacks outputs shaped as the carry).
         def step(carry, z_x):
             h, c, _ = carry
-            z = z_x + ops.matmul(h, recurrent_kernel)  # (batch, 4 * units)
+            z = z_x + bias + ops.matmul(h, recurrent_kernel)  # (batch, 4 * units)
             i, f, g, o = ops.split(z, 4, axis=-1)
             i, f, o = ops.sigmoid(i), ops.sigmoid(f), ops.sigmoid(o)
             g = ops.tanh(g)
@@ -118,32 +120,36 @@ def lstm_sequence(projected, h0, c0, recurrent_kernel):
 
             def back(carry, inputs):
                 dh, dc, _ = carry
-                dh_out, dc_per_dh_t, f_t, scale_t = ops.split(
-                    inputs, [units, 2 * units, 3 * units], axis=-1
-                )
+                if isinstance(inputs, (list, tuple)):
+                    dh_out, dc_per_dh_t, f_t, scale_t = inputs
+                else:
+                    dh_out, dc_per_dh_t, f_t, scale_t = ops.split(
+                        inputs, [units, 2 * units, 3 * units], axis=-1
+                    )
                 dh = dh + dh_out
                 dc = dc + dh * dc_per_dh_t
                 dz = ops.concatenate([dc, dc, dc, dh], axis=-1) * scale_t
                 new = (ops.matmul(dz, recurrent_t), dc * f_t, dz)
                 return new, new
 
+            sequences = (dhs, dc_per_dh, f, scale)
+            if projected.shape[0] is None:
+                # TensorFlow's `scan` scans several sequences only when their
+                # length is static; otherwise one, concatenated (a copy of
+                # all of them, 7 * units wide, that the loop slices again).
+                sequences = ops.concatenate(sequences, axis=-1)
             (dh0, dc0, _), (_, _, dzs) = ops.scan(
-                back,
-                (dh, dc, ops.zeros_like(no_gates)),
-                # One sequence: TensorFlow's `scan` needs a static length
-                # to scan several.
-                ops.concatenate([dhs, dc_per_dh, f, scale], axis=-1),
-                reverse=True,
+                back, (dh, dc, ops.zeros_like(no_gates)), sequences, reverse=True
             )
+            dz_rows = ops.reshape(dzs, (-1, 4 * units))
             d_recurrent = ops.matmul(
-                ops.transpose(ops.reshape(h_prev, (-1, units))),
-                ops.reshape(dzs, (-1, 4 * units)),
+                ops.transpose(ops.reshape(h_prev, (-1, units))), dz_rows
             )
-            return dzs, dh0, dc0, d_recurrent
+            return dzs, dh0, dc0, d_recurrent, ops.sum(dz_rows, axis=0)
 
         return (hs, h, c), grad
 
-    return run(projected, h0, c0, recurrent_kernel)
+    return run(projected, h0, c0, recurrent_kernel, bias)
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -212,6 +218,6 @@ class LSTM(keras.layers.LSTM):
         bias = ops.cast(self.cell.bias, dtype)
         h0, c0 = initial_state
         # (time, batch, features) @ (features, 4 * units): all steps at once.
-        projected = ops.matmul(ops.transpose(sequences, (1, 0, 2)), kernel) + bias
-        hs, h, c = lstm_sequence(projected, h0, c0, recurrent_kernel)
+        projected = ops.matmul(ops.transpose(sequences, (1, 0, 2)), kernel)
+        hs, h, c = lstm_sequence(projected, h0, c0, recurrent_kernel, bias)
         return h, ops.transpose(hs, (1, 0, 2)), [h, c]
