@@ -19,12 +19,6 @@ finishes its request: "slowloris"), and its `limit_concurrency` answers 503 to
 
 Each refusal is a JSON `{"error": ...}` naming the flag that sets the limit. Plug
 it in with `uvicorn.Config(http=protocol_class(limits))`.
-
-It also sends each response in one write: uvicorn writes a response's head as
-soon as the app starts it and the body in a second write, so a small answer
-costs two `send` calls and wakes the client twice (on loopback, about a tenth
-of a small model's request time). `OneWritePerResponse` holds the head until
-the body follows, which in this server is in the same event-loop step.
 """
 
 import dataclasses
@@ -80,50 +74,6 @@ def _response(status, message):
             body,
         ]
     )
-
-
-class OneWritePerResponse:
-    """A transport that holds a response's head until its body is written.
-
-    The first write (uvicorn's response head) is kept; the next write sends both
-    in one call. A head with no write after it in the same event-loop step (a
-    response without a body, `100 Continue`) is sent at the end of that step, so
-    nothing waits longer than that. Everything else is the wrapped transport's.
-
-    Args:
-        transport: the connection's asyncio transport.
-        loop: the running event loop.
-    """
-
-    def __init__(self, transport, loop):
-        self._transport = transport
-        self._loop = loop
-        self._held = None
-
-    def write(self, data):
-        if self._held is not None:
-            data, self._held = self._held + data, None
-            self._transport.write(data)
-        elif data:
-            self._held = data
-            self._loop.call_soon(self._flush)
-
-    def _flush(self):
-        if self._held is not None:
-            data, self._held = self._held, None
-            if not self._transport.is_closing():
-                self._transport.write(data)
-
-    def write_eof(self):
-        self._flush()
-        self._transport.write_eof()
-
-    def close(self):
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name):
-        return getattr(self._transport, name)
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -249,8 +199,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._refusal = (431, message)
         else:
             super().on_headers_complete()
-            # The request's answer: one write for head and body (module docstring).
-            self.cycle.transport = OneWritePerResponse(self.transport, self.loop)
 
     def on_body(self, body):
         if self._refusal is None:
