@@ -318,6 +318,21 @@ def has_grpc(checkout):
     )
 
 
+# `kerasdl serve` from the checkout given as first argument. An editable install of
+# kerasdl puts an import hook ahead of PYTHONPATH, which would load this checkout
+# whatever `--baseline` names: drop it, and check where kerasdl came from.
+_SERVE_FROM = """
+import os, runpy, sys
+checkout = os.path.realpath(sys.argv.pop(1))
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path.insert(0, checkout)
+import kerasdl
+if not os.path.realpath(kerasdl.__file__).startswith(checkout + os.sep):
+    sys.exit(f"kerasdl imported from {kerasdl.__file__}, not from {checkout}")
+runpy.run_module("kerasdl.serving", run_name="__main__", alter_sys=True)
+"""
+
+
 def start_server(name, base, batching, log, checkout=REPO, extra_flags=(), workers=1):
     """`(process, REST port, gRPC port or None)` once `name` is AVAILABLE."""
     port = free_port()
@@ -340,7 +355,7 @@ def start_server(name, base, batching, log, checkout=REPO, extra_flags=(), worke
     flags += list(extra_flags)
     env = {**os.environ, "PYTHONPATH": checkout}
     process = subprocess.Popen(
-        [sys.executable, "-m", "kerasdl.serving", *flags, "--log_level=WARNING"],
+        [sys.executable, "-c", _SERVE_FROM, checkout, *flags, "--log_level=WARNING"],
         cwd=checkout,
         stdout=log,
         stderr=subprocess.STDOUT,
