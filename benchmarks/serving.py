@@ -19,8 +19,10 @@ so the client process needs no TensorFlow). Client and server share the
 machine's cores; the CPU time each spends per request is printed too, which other
 jobs disturb much less than latency or throughput. Prints p50/p99 latency,
 requests/s and errors per level, beside in-process
-`signatures["serving_default"]` calls at batch 1 and batch 32 (rows/s), measured
-before and after the server runs.
+`signatures["serving_default"]` calls at batch 1 and batch 32 (rows/s), and at
+batch 1 with 0.5 ms of idle time between calls (a server's model call at
+concurrency 1 follows such a pause: what waking up costs the machine shows
+there), measured before and after the server runs.
 
 `--baseline DIR` also serves from another checkout (its `kerasdl/` first on
 PYTHONPATH; REST only) and alternates the two servers level by level and round
@@ -70,13 +72,20 @@ def percentiles(seconds):
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
+# Idle time between the calls of the third in-process row: about a served
+# request's time outside the model, as a server at concurrency 1 sees it.
+IDLE_SECONDS = 0.0005
+
+
 def in_process(path, image, count):
-    """`{label: (p50 ms, p99 ms, rows/s)}` for batch-1 and batch-32 signature calls."""
+    """`{label: (p50 ms, p99 ms, rows/s)}` for signature calls at batch 1 and 32,
+    back to back, and at batch 1 with `IDLE_SECONDS` of sleep between calls (the
+    machine's cost of waking up shows there, as it does in a server)."""
     import tensorflow as tf
 
     signature = tf.saved_model.load(path).signatures["serving_default"]
     rows = {}
-    for batch in (1, 32):
+    for batch, idle in ((1, 0.0), (32, 0.0), (1, IDLE_SECONDS)):
         images = tf.constant(np.repeat(image, batch, axis=0))
 
         def call(images=images):
@@ -88,11 +97,15 @@ def in_process(path, image, count):
         timings = []
         started = time.perf_counter()
         for _ in range(calls):
+            if idle:
+                time.sleep(idle)
             t = time.perf_counter()
             call()
             timings.append(time.perf_counter() - t)
         rate = calls * batch / (time.perf_counter() - started)
         label = f'in-process signatures["serving_default"], batch {batch}'
+        if idle:
+            label += f", {idle * 1e3:g} ms idle between calls"
         rows[label] = (*percentiles(timings), rate)
     return rows
 
