@@ -542,6 +542,10 @@ def main(argv=None):
         )
         return 0
 
+    if args.baseline and max(args.workers) > 1:
+        # Spawned worker processes import kerasdl afresh, through the editable
+        # install's hook: they would serve this checkout on both sides.
+        parser.error("--baseline serves one worker only; drop --workers")
     workdir = tempfile.mkdtemp(prefix="kerasdl-serving-bench-")
     sides = {"this": REPO}
     if args.baseline:
