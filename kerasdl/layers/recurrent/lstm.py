@@ -161,10 +161,10 @@ class LSTM(keras.layers.LSTM):
     forget, cell, output, and `get_config`), computing the same function.
     Only the schedule differs where it can:
 
-    - the input projection `x_t @ kernel + bias` of all steps is one matrix
+    - the input projection `x_t @ kernel` of all steps is one matrix
       product before the time loop;
-    - the loop does only `h @ recurrent_kernel` and the gates, and keeps the
-      gates and cell states for the backward pass;
+    - the loop does only `h @ recurrent_kernel`, the bias and the gates, and
+      keeps the gates and cell states for the backward pass;
     - the backward pass is written out (`keras.ops.custom_gradient`): a
       reverse loop computes the gate gradients and `dh_{t-1}` (one matrix
       product per step), and the kernels' and bias' gradients are single
@@ -184,8 +184,9 @@ class LSTM(keras.layers.LSTM):
 
     The gain is largest under XLA (`jit_compile=True`; Keras' `"auto"` is off
     on CPU-only hosts): a character language model with 2 x LSTM(256) trained
-    1.5-2.5x as fast as with `keras.layers.LSTM` on a 2-core CPU, without XLA
-    4-12% faster, on JAX no faster (`benchmarks/language_model.py`).
+    1.5-2.5x as fast as with `keras.layers.LSTM` on a 2-core CPU, at about
+    0.8x PyTorch's oneDNN `nn.LSTM`; without XLA 4-12% faster, on JAX no
+    faster (`benchmarks/language_model.py`).
 
     Args:
         units: Positive integer, dimensionality of the output space.
