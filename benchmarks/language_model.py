@@ -223,7 +223,12 @@ table, `--layer` for one layer), which load changes less.
   After the change the fused LSTM under XLA trains at 0.79-0.82x PyTorch's
   `nn.LSTM` in CPU time (the same layer through `RNNLanguageModel`
   0.79-0.82x), before 0.77-0.78x: at the goal of 0.8, not clearly past it.
-  In wall time the goal still has to be confirmed on a quieter machine.
+  In wall time the goal still has to be confirmed on a quieter machine: two
+  wall-clock runs of the same command without `--clock cpu` just after
+  (load 4.8-6.0) gave kerasdl on 14,969 and 13,858, fused on 11,375 and
+  11,988, torch 18,804 and 18,833 tokens/s (0.80 and 0.74; 0.60 and 0.64),
+  the same layers 20-25% apart between the two sides, which CPU time does
+  not show.
 - Tried and dropped (one layer's recurrence, forward and backward, CPU time,
   against the code of the same run): the tanh of the cell gate as
   `2 * sigmoid(2x) - 1`, so that all four gates are one fusion (38.2 vs
