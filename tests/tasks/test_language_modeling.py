@@ -242,7 +242,11 @@ def test_stateful_char_rnn_trains_and_exports_the_plain_language_model(
     card = json.loads((export_dir / "assets.extra" / "model_card.json").read_text())
     assert card["config"]["stateful"] is True
     plain = RNNLanguageModel(
-        card["dataset"]["vocabulary_size"], cell="simple_rnn", units=8, embedding_dim=4
+        card["dataset"]["vocabulary_size"],
+        cell="simple_rnn",
+        units=8,
+        num_layers=char_rnn.CONFIG.num_layers,
+        embedding_dim=4,
     )
     plain(np.zeros((1, 1), "int32"))
     assert card["parameter_count"] == plain.count_params()  # no carried states
