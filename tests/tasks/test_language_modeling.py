@@ -229,8 +229,8 @@ def test_stateful_char_rnn_trains_and_exports_the_plain_language_model(
 ):
     from kerasdl.recipes import char_rnn
 
-    assert char_rnn.CONFIG.stateful and char_rnn.CONFIG.sampling == "sequential"
     flags = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
+    flags += " --stateful --sampling sequential"
     status = char_rnn.main(
         flags.split()
         + ["--sample-length", "5", "--ngram-order", "3"]
