@@ -185,21 +185,28 @@ def test_mixture_averages_the_two_models_probabilities():
         task.mixture_cross_entropy(neural, ngram, 1.5)
 
 
-@pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
-def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
-    from kerasdl.recipes import char_lstm
-
-    flags = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
-    status = char_lstm.main(
-        flags.split()
+def _train_tiny(recipe, name, tmp_path, capsys, *flags):
+    """Runs `recipe` for one tiny epoch; returns its export's model card."""
+    tiny = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
+    status = recipe.main(
+        tiny.split()
+        + list(flags)
         + ["--sample-length", "5", "--ngram-order", "3"]
         + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
     )
     out = capsys.readouterr().out
     assert status == 0, out
-    export_dir = tmp_path / "models" / "char_lstm" / "1"
+    export_dir = tmp_path / "models" / name / "1"
     assert f"Model exported to: {export_dir}" in out
     card = json.loads((export_dir / "assets.extra" / "model_card.json").read_text())
+    return card
+
+
+@pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
+def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
+    from kerasdl.recipes import char_lstm
+
+    card = _train_tiny(char_lstm, "char_lstm", tmp_path, capsys)
     metrics = card["metrics"]
     assert 1.0 < metrics["validation_perplexity"] < card["dataset"]["vocabulary_size"]
     assert math.isclose(
@@ -229,17 +236,9 @@ def test_stateful_char_rnn_trains_and_exports_the_plain_language_model(
 ):
     from kerasdl.recipes import char_rnn
 
-    flags = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
-    flags += " --stateful --sampling sequential"
-    status = char_rnn.main(
-        flags.split()
-        + ["--sample-length", "5", "--ngram-order", "3"]
-        + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
+    card = _train_tiny(
+        char_rnn, "char_rnn", tmp_path, capsys, "--stateful", "--sampling", "sequential"
     )
-    out = capsys.readouterr().out
-    assert status == 0, out
-    export_dir = tmp_path / "models" / "char_rnn" / "1"
-    card = json.loads((export_dir / "assets.extra" / "model_card.json").read_text())
     assert card["config"]["stateful"] is True
     plain = RNNLanguageModel(
         card["dataset"]["vocabulary_size"],
