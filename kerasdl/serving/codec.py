@@ -398,7 +398,7 @@ def _dense_numbers(value):
     return None  # bools, strings, objects or mixed depths
 
 
-def _numeric_array(value, info, check_bools):
+def _numeric_array(value, info):
     target = info.numpy_dtype
     dense = _dense_numbers(value) if target.kind in "iuf" else None
     array = None
@@ -420,7 +420,7 @@ def _numeric_array(value, info, check_bools):
         except RecursionError:
             raise RequestError(f"Input '{info.key}': nested too deeply")
         # numpy would silently read true/false among numbers as 1/0.
-        has_bool = check_bools and _has_bool(value)
+        has_bool = _has_bool(value)
     kind = None if array is None else array.dtype.kind
     wants = "b" if target.kind == "b" else "iu" if target.kind in "iu" else "iuf"
     if kind is None or kind not in wants or has_bool:
@@ -451,11 +451,10 @@ def _numeric_array(value, info, check_bools):
         return array.astype(target, copy=False)
 
 
-def to_array(value, info, check_bools=True, check_shape=True):
+def to_array(value, info, check_shape=True):
     """Converts one input's JSON value to a numpy array checked against `info`.
 
-    `check_bools=False` skips the scan for `true`/`false` among numbers (numpy would
-    silently make them 1/0); callers pass it when the raw body has no such token.
+    `true`/`false` among numbers are refused (numpy would silently make them 1/0).
     `check_shape=False` leaves the shape to the graph (TF1 signatures run in a
     session, which takes any shape its ops accept, as in TF Serving).
     """
@@ -463,7 +462,7 @@ def to_array(value, info, check_bools=True, check_shape=True):
         leaves, shape = _string_leaves(value, info)
         array = _fill_object(leaves, shape)
     else:
-        array = _numeric_array(value, info, check_bools)
+        array = _numeric_array(value, info)
     if check_shape and info.shape is not None:
         matches = len(array.shape) == len(info.shape) and all(
             want is None or want == got for want, got in zip(info.shape, array.shape)
@@ -498,7 +497,7 @@ def _is_named(value):
     return isinstance(value, dict) and not _is_b64(value)
 
 
-def decode_predict(request, signature, check_bools=True):
+def decode_predict(request, signature):
     """A predict request body -> ({input: array}, row_format).
 
     Follows TF Serving's rules (`util/json_tensor.cc`) and its error messages.
@@ -510,8 +509,7 @@ def decode_predict(request, signature, check_bools=True):
 
     def convert(columns):
         return {
-            k: to_array(columns[k], signature.inputs[k], check_bools, check_shape)
-            for k in names
+            k: to_array(columns[k], signature.inputs[k], check_shape) for k in names
         }
 
     has_instances, has_inputs = "instances" in request, "inputs" in request
