@@ -92,6 +92,75 @@ def test_weight_decay_compiles_adamw_that_spares_biases_and_norms():
     assert type(model.optimizer) is keras.optimizers.Adam
 
 
+def test_ema_momentum_reaches_the_optimizer_and_adds_the_callback():
+    model = RNNLanguageModel(9, cell="gru", units=4, embedding_dim=3)
+    model(np.zeros((1, 2), "int32"))
+    config = task.LanguageModelingConfig(ema_momentum=0.99)
+    task.compile_model(model, config, steps_per_epoch=10)
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.99
+    assert model.optimizer.clipnorm == config.clipnorm
+    _, callbacks = task.training_model(model, config)
+    assert len(callbacks) == 1
+    task.compile_model(model, task.LanguageModelingConfig(), steps_per_epoch=10)
+    assert not model.optimizer.use_ema
+
+
+@pytest.mark.parametrize("value", ["1", "-0.1"])
+def test_ema_momentum_outside_zero_to_one_is_refused(tmp_path, capsys, value):
+    from kerasdl.recipes import char_lstm
+
+    run = tmp_path / "run"
+    status = char_lstm.main([f"--ema-momentum={value}", "--workdir", str(run)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and "--ema-momentum" in err and "\n" not in err
+    assert not run.exists()
+
+
+def test_averaged_weights_are_validated_kept_and_left_after_fit():
+    from kerasdl.callbacks import EarlyStopping
+
+    keras.utils.set_random_seed(0)
+    model = RNNLanguageModel(9, cell="gru", units=4, embedding_dim=3)
+    tokens = np.random.default_rng(0).integers(2, 9, (16, 7)).astype("int32")
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    config = task.LanguageModelingConfig(ema_momentum=0.9, learning_rate=0.05)
+    task.compile_model(model, config, steps_per_epoch=4)
+    seen = {}
+
+    class Probe(keras.callbacks.Callback):  # runs before the averaging callback
+        def on_test_begin(self, logs=None):
+            seen.setdefault("raw", model.get_weights())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen.setdefault("validated", model.get_weights())
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if "validated" in seen:
+                seen.setdefault("next_epoch", model.get_weights())
+
+    _, averaged = task.training_model(model, config)
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=3,
+        validation_data=(x, y),
+        verbose=0,
+        callbacks=[
+            EarlyStopping(patience=3, restore_best_weights=True),
+            Probe(),
+            *averaged,
+        ],
+    )
+    raw, validated = seen["raw"], seen["validated"]
+    assert not np.allclose(raw[0], validated[0])  # the average, not the raw weights
+    for a, b in zip(raw, seen["next_epoch"]):
+        np.testing.assert_array_equal(a, b)  # training goes on from the raw ones
+    # The weights left after fit are the averaged ones that gave the best val_loss.
+    best = float(np.min(history.history["val_loss"]))
+    assert math.isclose(model.evaluate(x, y, verbose=0)[0], best, rel_tol=1e-5)
+
+
 def test_jit_compile_trains_kerasdls_lstm_under_xla():
     import kerasdl
 
