@@ -52,6 +52,10 @@ class RNNLanguageModel(keras.Model):
             inside each layer (the Keras layers' `recurrent_dropout`: one mask
             per sequence). Like `dropout` it acts in training only, so the
             cached step computes what `call` does. Defaults to `0.0`.
+        variational_dropout: bool, whether `dropout` draws one mask per
+            sequence (the same features dropped at every step, as in Gal &
+            Ghahramani's variational RNN and AWD-LSTM's "locked dropout")
+            instead of a new mask per token. Defaults to `False`.
         **kwargs: base model arguments, such as `name`.
 
     Call arguments:
@@ -65,6 +69,8 @@ class RNNLanguageModel(keras.Model):
         - [Hochreiter & Schmidhuber, 1997](https://doi.org/10.1162/neco.1997.9.8.1735)
           (LSTM).
         - [Cho et al., 2014](https://arxiv.org/abs/1406.1078) (GRU).
+        - [Gal & Ghahramani, 2016](https://arxiv.org/abs/1512.05287)
+          (variational dropout).
 
     Example:
 
@@ -86,6 +92,7 @@ class RNNLanguageModel(keras.Model):
         embedding_dim=64,
         dropout=0.0,
         recurrent_dropout=0.0,
+        variational_dropout=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -95,6 +102,11 @@ class RNNLanguageModel(keras.Model):
             num_layers=num_layers,
             embedding_dim=embedding_dim,
         )
+        if not isinstance(variational_dropout, bool):
+            raise TypeError(
+                "`variational_dropout` must be a bool. "
+                f"Received: variational_dropout={variational_dropout!r}"
+            )
         if cell not in CELLS:
             raise ValueError(
                 f"`cell` must be one of {', '.join(CELLS)}. Received: cell={cell!r}"
@@ -107,6 +119,7 @@ class RNNLanguageModel(keras.Model):
         self.embedding_dim = embedding_dim
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
+        self.variational_dropout = variational_dropout
 
         # Layers.
         self.embedding = keras.layers.Embedding(
@@ -122,8 +135,10 @@ class RNNLanguageModel(keras.Model):
             )
             for i in range(num_layers)
         ]
+        # (batch, 1, features): one mask per sequence, broadcast over time.
+        noise_shape = (None, 1, None) if variational_dropout else None
         self.dropout_layers = [
-            keras.layers.Dropout(dropout, name=f"dropout_{i}")
+            keras.layers.Dropout(dropout, noise_shape=noise_shape, name=f"dropout_{i}")
             for i in range(num_layers + 1)
         ]
         self.head = keras.layers.Dense(vocabulary_size, name="logits")
@@ -181,6 +196,7 @@ class RNNLanguageModel(keras.Model):
                 "embedding_dim": self.embedding_dim,
                 "dropout": self.dropout,
                 "recurrent_dropout": self.recurrent_dropout,
+                "variational_dropout": self.variational_dropout,
             }
         )
         return config

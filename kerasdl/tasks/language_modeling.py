@@ -116,6 +116,13 @@ class LanguageModelingConfig:
     recurrent_dropout: float = fields.fraction(
         0.0, "RNN dropout on the recurrent state"
     )
+    variational_dropout: bool = field(
+        default=False,
+        metadata={
+            "help": "RNN: one --dropout mask per sequence (the same features "
+            "dropped at every step) instead of one per token"
+        },
+    )
     stateful: bool = field(
         default=False,
         metadata={
@@ -181,6 +188,12 @@ def check_config(config: LanguageModelingConfig) -> None:
             f"row j of the last). Received: model={config.model}, "
             f"sampling={config.sampling}"
         )
+    if config.variational_dropout and config.model == "transformer_lm":
+        raise UsageError(
+            "--variational-dropout draws one dropout mask per sequence in an RNN "
+            "language model; the Transformer's dropout has no such option. "
+            f"Received: model={config.model}"
+        )
     if config.model == "transformer_lm" and config.hidden_dim % config.num_heads:
         raise UsageError(
             f"--num-heads {config.num_heads} must divide --hidden-dim "
@@ -234,6 +247,7 @@ def build_model(config: LanguageModelingConfig, data, name=None):
                 embedding_dim=config.embedding_dim,
                 dropout=config.dropout,
                 recurrent_dropout=config.recurrent_dropout,
+                variational_dropout=config.variational_dropout,
                 name=name,
             )
     except ValueError as error:

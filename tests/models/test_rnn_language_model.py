@@ -93,6 +93,23 @@ def test_dropout_is_active_in_training_only():
     )
 
 
+def test_variational_dropout_drops_the_same_features_at_every_step():
+    model = small("lstm", num_layers=1, dropout=0.5, variational_dropout=True)
+    embedded = model.embedding(TOKENS)  # (batch, length, features)
+    dropped = ops.convert_to_numpy(model.dropout_layers[0](embedded, training=True))
+    zeros = dropped == 0
+    assert zeros.any() and not zeros.all()
+    # One mask per sequence: a feature dropped at one step is dropped at all.
+    np.testing.assert_array_equal(zeros, np.repeat(zeros[:, :1], TOKENS.shape[1], 1))
+    plain = small("lstm", num_layers=1, dropout=0.5).dropout_layers[0]
+    zeros = ops.convert_to_numpy(plain(embedded, training=True)) == 0
+    assert (zeros != zeros[:, :1]).any()  # the default: a new mask per token
+    inference = ops.convert_to_numpy(model(TOKENS))
+    np.testing.assert_array_equal(ops.convert_to_numpy(model(TOKENS)), inference)
+    with pytest.raises(TypeError, match="Received: variational_dropout='yes'"):
+        small("lstm", variational_dropout="yes")
+
+
 @pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm"])
 def test_recurrent_dropout_is_active_in_training_only(cell):
     model = small(cell, recurrent_dropout=0.5)
@@ -106,7 +123,13 @@ def test_recurrent_dropout_is_active_in_training_only(cell):
 
 
 def test_keras_file_round_trip(tmp_path):
-    model = small("gru", dropout=0.25, recurrent_dropout=0.1, name="char_gru")
+    model = small(
+        "gru",
+        dropout=0.25,
+        recurrent_dropout=0.1,
+        variational_dropout=True,
+        name="char_gru",
+    )
     expected = ops.convert_to_numpy(model(TOKENS))
     path = str(tmp_path / "lm.keras")
     model.save(path)

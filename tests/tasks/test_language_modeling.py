@@ -56,6 +56,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path, capsys):
         ("--stateful", "--stateful carries an RNN's states"),
         ("--stateful --sampling sequential --model transformer_lm", "needs an RNN"),
         ("--warmup-steps 10", "needs --lr-schedule cosine"),
+        ("--variational-dropout --model transformer_lm", "one dropout mask per"),
     ],
 )
 def test_stateful_and_warmup_need_their_companions(tmp_path, capsys, flags, message):
@@ -67,6 +68,7 @@ def test_stateful_and_warmup_need_their_companions(tmp_path, capsys, flags, mess
         sampling="sequential" if "sequential" in flags else "random",
         model="transformer_lm" if "transformer" in flags else "lstm_lm",
         warmup_steps=10 if "warmup" in flags else 0,
+        variational_dropout="--variational-dropout" in flags,
     )
     with pytest.raises(UsageError, match=message) as error:
         task.check_config(config)
@@ -90,6 +92,19 @@ def test_weight_decay_compiles_adamw_that_spares_biases_and_norms():
     assert float(optimizer.learning_rate) == 0.0  # the warm-up starts at 0
     task.compile_model(model, task.LanguageModelingConfig(), steps_per_epoch=10)
     assert type(model.optimizer) is keras.optimizers.Adam
+
+
+def test_variational_dropout_reaches_the_rnn():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(vocabulary=SimpleNamespace(size=9))
+    config = task.LanguageModelingConfig(units=4, variational_dropout=True)
+    model = task.build_model(config, data)
+    assert model.variational_dropout
+    assert model.dropout_layers[0].noise_shape == (None, 1, None)
+    assert not task.build_model(
+        task.LanguageModelingConfig(units=4), data
+    ).variational_dropout
 
 
 def test_ema_momentum_reaches_the_optimizer_and_adds_the_callback():
