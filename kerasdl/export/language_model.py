@@ -18,15 +18,16 @@ that code:
 
 - `serving_default`: `prompt` tf.string `(batch,)` -> `continuation` tf.string
   `(batch,)`, `continuation_ids` int32 `(batch, n)` (0 after each row's end) and
-  `continuation_length` int32 `(batch,)`, sampled with the export's defaults
-  (`max_length=100`, `temperature=1.0`, no top-k, no top-p, `seed=0`); the
-  padding and unknown tokens are never generated;
-- `generate`: the same with every option an input: `prompt`, `max_length`
-  int32 scalar (tokens generated after the prompt), `temperature` float32
-  scalar, `top_k` int32 scalar (0 = all tokens; 1 = greedy), `top_p` float32
-  scalar (1 = no nucleus filter), `seed` int32 scalar. A TensorFlow 2
-  signature cannot leave an input out (TF Serving and `kerasdl serve` both
-  refuse a request without one), so the defaults live in `serving_default`;
+  `continuation_length` int32 `(batch,)`; the padding and unknown tokens are
+  never generated. Optional inputs, each with its default in the signature's
+  `defaults`: `max_length` int32 scalar (tokens generated after the prompt,
+  100), `temperature` float32 scalar (1.0), `top_k` int32 scalar (0 = all
+  tokens; 1 = greedy), `top_p` float32 scalar (1.0 = no nucleus filter),
+  `seed` int32 scalar (0). `kerasdl serve` fills a left-out option from there
+  over REST and gRPC, as TF Serving's gRPC Predict does (TF Serving's REST API
+  needs every input); TensorFlow's `loaded.signatures[...]` needs every input,
+  the loaded object's `loaded.serving_default(prompts)` takes the defaults;
+- `generate`: the same function under a second name;
 - `score`: `text` tf.string `(batch,)` -> `negative_log_likelihood` float32
   `(batch,)`, the summed cross-entropy in nats of predicting tokens 2..n of
   each text from the ones before it, and `num_predicted` int32 `(batch,)`,
@@ -202,18 +203,28 @@ class TextLanguageModel:
         top_k = tf.cast(top_k, tf.int32)
         top_p = tf.cast(top_p, tf.float32)
         # A request's bad option is a clear error (a 400 when served), never a
-        # silently different sampling.
-        tf.debugging.assert_non_negative(
-            max_length, "max_length must be >= 0 (tokens to generate)"
-        )
-        tf.debugging.assert_positive(temperature, "temperature must be > 0")
-        tf.debugging.assert_non_negative(
-            top_k, "top_k must be >= 0 (0 keeps every token)"
-        )
-        tf.debugging.Assert(
-            (top_p > 0.0) & (top_p <= 1.0), ["top_p must be in (0, 1]; got", top_p]
-        )
-        new = tf.minimum(max_length, self.max_sequence_length - 1)
+        # silently different sampling. In a graph, the checks run before any op
+        # that reads the options (else a negative `max_length` would first fail
+        # inside `tf.range`, with TensorFlow's message).
+        checks = [
+            tf.debugging.assert_non_negative(
+                max_length, "max_length must be >= 0 (tokens to generate)"
+            ),
+            tf.debugging.assert_positive(temperature, "temperature must be > 0"),
+            tf.debugging.assert_non_negative(
+                top_k, "top_k must be >= 0 (0 keeps every token)"
+            ),
+            tf.debugging.Assert(
+                (top_p > 0.0) & (top_p <= 1.0), ["top_p must be in (0, 1]; got", top_p]
+            ),
+        ]
+        with tf.control_dependencies([c for c in checks if c is not None]):
+            new = tf.minimum(max_length, self.max_sequence_length - 1)
+            temperature, top_k, top_p = (
+                tf.identity(temperature),
+                tf.identity(top_k),
+                tf.identity(top_p),
+            )
         return self._sample(prompts, new, temperature, top_k, top_p, seed)
 
     def _prompt_ids(self, prompts, new):
@@ -402,11 +413,23 @@ def export_language_model(
         tf.TensorSpec([], tf.int32, name="seed"),
     ]
 
-    def serving_default(prompt):
-        return text_model.generate(prompt)
+    # The options' defaults go into both signatures' `defaults`: a request may
+    # leave any of them out (TF Serving's gRPC API, `kerasdl serve`).
+    defaults = {
+        spec.name: tf.constant(DEFAULTS[spec.name], spec.dtype) for spec in options
+    }
 
-    def generate(prompt, max_length, temperature, top_k, top_p, seed):
+    def serving_default(
+        prompt,
+        max_length=defaults["max_length"],
+        temperature=defaults["temperature"],
+        top_k=defaults["top_k"],
+        top_p=defaults["top_p"],
+        seed=defaults["seed"],
+    ):
         return text_model.generate(prompt, max_length, temperature, top_k, top_p, seed)
+
+    generate = serving_default
 
     def score(text):
         return text_model.score(text)
@@ -433,15 +456,30 @@ def export_language_model(
     def verify(path):
         reloaded = tf.saved_model.load(path)
         checks = [
-            ("serving_default", serving_default(texts), {"prompt": texts}),
+            # TensorFlow's loaded signatures take every input; the loaded
+            # functions take the defaults.
+            (
+                "serving_default",
+                serving_default(texts),
+                lambda: reloaded.signatures["serving_default"](
+                    prompt=texts, **defaults
+                ),
+            ),
+            (
+                "serving_default",
+                serving_default(texts),
+                lambda: reloaded.generate(texts),
+            ),
             (
                 "generate",
                 generate(texts, **options_example),
-                {"prompt": texts, **options_example},
+                lambda: reloaded.signatures["generate"](
+                    prompt=texts, **options_example
+                ),
             ),
         ]
-        for name, expected, inputs in checks:
-            received = reloaded.signatures[name](**inputs)
+        for name, expected, call in checks:
+            received = call()
             if list(received["continuation"].numpy()) != list(
                 expected["continuation"].numpy()
             ):
@@ -465,7 +503,7 @@ def export_language_model(
         [text_model.model, text_model.lookup],
         base_dir,
         {
-            "serving_default": (serving_default, [prompt]),
+            "serving_default": (serving_default, [prompt, *options]),
             "generate": (generate, [prompt, *options]),
             "score": (score, [tf.TensorSpec([None], tf.string, name="text")]),
         },

@@ -6,11 +6,18 @@
 renamed into place by `rename_into_place`), but the caller chooses the endpoints: a
 text classifier's `serving_default(text)`, a translator's
 `beam_decode` and `greedy_decode`, ...
+
+An endpoint function whose trailing parameters have tensor defaults
+(`def generate(prompt, max_length=tf.constant(100))`) gets them written into its
+`SignatureDef.defaults`: TF Serving's gRPC Predict, and `kerasdl serve` over REST
+and gRPC, fill an input a request leaves out from there.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -89,7 +96,9 @@ def export_signatures(
         base_dir: the model's directory, e.g. `saved_models/rnn_intent`. Created if
             missing.
         endpoints: signature name -> `(function, input_signature)`, as
-            `keras.export.ExportArchive.add_endpoint` takes them.
+            `keras.export.ExportArchive.add_endpoint` takes them. Trailing
+            parameters of `function` with tensor defaults become the
+            signature's `defaults` (optional inputs).
         model_card: JSON-serialisable dict. Defaults to `None` (an empty card).
         verify: check run on the written directory before publishing. Defaults to
             `None` (no check).
@@ -125,12 +134,15 @@ def export_signatures(
     base_dir.mkdir(parents=True, exist_ok=True)
     tmp_dir = base_dir / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
     try:
-        archive = keras.export.ExportArchive()
-        for item in track:
-            archive.track(item)
-        for name, (function, input_signature) in endpoints.items():
-            archive.add_endpoint(name, function, input_signature=input_signature)
-        archive.write_out(str(tmp_dir), verbose=False)
+        if any(_has_defaults(function) for function, _ in endpoints.values()):
+            _save_with_defaults(track, endpoints, tmp_dir)
+        else:
+            archive = keras.export.ExportArchive()
+            for item in track:
+                archive.track(item)
+            for name, (function, input_signature) in endpoints.items():
+                archive.add_endpoint(name, function, input_signature=input_signature)
+            archive.write_out(str(tmp_dir), verbose=False)
         (tmp_dir / "assets.extra").mkdir(exist_ok=True)
         with open(tmp_dir / MODEL_CARD_PATH, "w") as file:
             json.dump(
@@ -147,3 +159,43 @@ def export_signatures(
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _has_defaults(function: Callable) -> bool:
+    return any(
+        p.default is not inspect.Parameter.empty
+        for p in inspect.signature(function).parameters.values()
+    )
+
+
+def _save_with_defaults(
+    track: Sequence, endpoints: Mapping[str, tuple[Callable, list]], path: Path
+) -> None:
+    """`tf.saved_model.save` of the tracked objects and one `tf.function` per endpoint.
+
+    Keras' `ExportArchive` saves each endpoint as a concrete function, which has no
+    default arguments, so TensorFlow would write no `SignatureDef.defaults`; it
+    writes them for a `tf.function` whose Python signature has tensor defaults.
+    The loaded object's attributes (`loaded.generate(prompts)`) take the defaults
+    too; `loaded.signatures[...]`, as TensorFlow loads signatures, needs every
+    input.
+    """
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.tracked = list(track)
+    functions = {}
+    for name, (function, input_signature) in endpoints.items():
+        functions[name] = tf.function(
+            function, input_signature=input_signature, autograph=False
+        )
+        setattr(module, name, functions[name])
+    # TensorFlow logs (absl, INFO) every captured table or variable handle it
+    # renames in the SavedModel: noise to a user exporting a model.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(max(level, logging.WARNING))
+    try:
+        tf.saved_model.save(module, str(path), signatures=functions)
+    finally:
+        absl_logger.setLevel(level)

@@ -500,17 +500,35 @@ def _is_named(value):
 def decode_predict(request, signature):
     """A predict request body -> ({input: array}, row_format).
 
-    Follows TF Serving's rules (`util/json_tensor.cc`) and its error messages.
+    Follows TF Serving's rules (`util/json_tensor.cc`) and its error messages,
+    with one addition: an input the signature has a default for (its
+    `SignatureDef.defaults`, `signature.defaults`) may be left out, in either
+    format, and gets the default, as TF Serving's gRPC Predict fills it (its
+    REST API wants every input). Where all inputs but one have defaults, that
+    one may be sent as a plain list (`{"instances": ["a prompt"]}`).
     """
     # The graph decides which shapes it takes, as in TF Serving; a failing run on
     # a shape the signature does not declare becomes a clear 400 (Signature.run).
     check_shape = getattr(signature, "checks_shapes", False)
     names = sorted(signature.inputs)
+    defaults = getattr(signature, "defaults", None) or {}
+    required = [k for k in names if k not in defaults]
+    # The input a plain list or value goes to: the only input, or the only one
+    # without a default.
+    plain = (
+        names[0] if len(names) == 1 else (required[0] if len(required) == 1 else None)
+    )
 
     def convert(columns):
-        return {
-            k: to_array(columns[k], signature.inputs[k], check_shape) for k in names
+        arrays = {
+            k: to_array(columns[k], signature.inputs[k], check_shape)
+            for k in names
+            if k in columns
         }
+        for key in names:
+            if key not in arrays:
+                arrays[key] = defaults[key]
+        return arrays
 
     has_instances, has_inputs = "instances" in request, "inputs" in request
     if has_instances and has_inputs:
@@ -532,7 +550,7 @@ def decode_predict(request, signature):
                 "(it is empty: send at least one instance)"
             )
         named = _is_named(instances[0])
-        if not named and len(names) > 1:
+        if not named and plain is None:
             raise RequestError(
                 "instances is a plain list, but expecting list of objects as multiple "
                 "input tensors required as per tensorinfo_map (signature "
@@ -555,21 +573,28 @@ def decode_predict(request, signature):
                             "'instances' list. Error: JSON object: does not have "
                             f"named input: {key}"
                         )
-                if len(item) != len(names):
+                missing = [k for k in required if k not in item]
+                if missing:
+                    optional = f"; optional: {sorted(defaults)}" if defaults else ""
                     raise RequestError(
                         f"Failed to process element: {index} of 'instances' list. "
                         f"JSON object: {_debug_string(item)} keys must be equal to: "
-                        + ",".join(names)
-                        + f" (missing input(s) {sorted(set(names) - set(item))})"
+                        f"{','.join(names)} (missing input(s) {missing}{optional})"
+                    )
+                if item.keys() != instances[0].keys():  # optional inputs differ
+                    raise RequestError(
+                        f"Failed to process element: {index} of 'instances' list. "
+                        f"JSON object: {_debug_string(item)} keys must be equal to "
+                        f"element 0's: {','.join(sorted(instances[0]))}"
                     )
         if named:
-            columns = {k: [item[k] for item in instances] for k in names}
+            columns = {k: [item[k] for item in instances] for k in instances[0]}
         else:
-            columns = {names[0]: instances}
+            columns = {plain: instances}
         try:
             return convert(columns), True
         except RequestError:
-            for key in names:  # TF Serving's per-instance error, where there is one
+            for key in columns:  # TF Serving's per-instance error, where there is one
                 if signature.inputs[key].numpy_dtype != object:
                     _check_instances(columns[key])
             raise
@@ -580,21 +605,23 @@ def decode_predict(request, signature):
         )
     inputs = request["inputs"]
     if _is_named(inputs):
-        for key in names:
+        for key in required:
             if key not in inputs:
+                optional = f"; optional: {sorted(defaults)}" if defaults else ""
                 raise RequestError(
                     f"Missing named input: {key} in 'inputs' object. (missing "
-                    f"input(s) {[k for k in names if k not in inputs]}; signature "
-                    f"'{signature.name}' takes {names})"
+                    f"input(s) {[k for k in required if k not in inputs]}; signature "
+                    f"'{signature.name}' takes {names}{optional})"
                 )
-        columns = inputs  # names the signature does not take are ignored, as TF Serving
-    elif len(names) != 1:
+        # Names the signature does not take are ignored, as TF Serving does.
+        columns = {k: inputs[k] for k in names if k in inputs}
+    elif plain is None:
         raise RequestError(
             "inputs is a plain value/list, but expecting an object as multiple input "
             "tensors required as per tensorinfo_map"
         )
     else:
-        columns = {names[0]: inputs}
+        columns = {plain: inputs}
     return convert(columns), False
 
 

@@ -139,6 +139,7 @@ def signature_def(signature):
         inputs={key: info.proto for key, info in signature.inputs.items()},
         outputs={key: info.proto for key, info in signature.outputs.items()},
         method_name=signature.method_name,
+        defaults=getattr(signature, "default_protos", None) or {},
     )
 
 
@@ -150,6 +151,9 @@ def predict_inputs(request, signature, max_bytes):
     """A `PredictRequest`'s inputs as `{key: array}`, checked as TF Serving's predict_util."""
     received = set(request.inputs)
     expected = set(signature.inputs)
+    defaults = getattr(signature, "defaults", None) or {}
+    if defaults and len(received) < len(expected):
+        return _inputs_with_defaults(request, signature, defaults, max_bytes)
     if len(received) != len(expected):
         raise invalid_argument(
             f"input size does not match signature: {len(received)}!={len(expected)} "
@@ -170,6 +174,34 @@ def predict_inputs(request, signature, max_bytes):
         array = to_array(key, request.inputs[key], info, budget)
         budget -= array.size * (8 if array.dtype == object else array.itemsize)
         arrays[key] = array
+    return arrays
+
+
+def _inputs_with_defaults(request, signature, defaults, max_bytes):
+    """TF Serving's `GetInputValues`: a left-out input takes the signature's default."""
+    budget = max_bytes
+    arrays = {}
+    for key, info in signature.inputs.items():
+        if key in request.inputs:
+            array = to_array(key, request.inputs[key], info, budget)
+            budget -= array.size * (8 if array.dtype == object else array.itemsize)
+        elif key in defaults:
+            array = defaults[key]
+        else:
+            raise invalid_argument(
+                f"Signature input alias: {key}(feed name: {info.proto.name}) not "
+                "found in request and no default value provided. Inputs expected to "
+                f"be in the request {{{','.join(sorted(request.inputs))}}}, or default "
+                f"input alias set: {{{','.join(sorted(defaults))}}}"
+            )
+        arrays[key] = array
+    unknown = set(request.inputs) - set(signature.inputs)
+    if unknown:
+        used = sorted(set(request.inputs) & set(signature.inputs))
+        raise invalid_argument(
+            f"Inputs contains invalid name. Used request inputs: {','.join(used)}, "
+            f"request input: {','.join(sorted(request.inputs))}"
+        )
     return arrays
 
 

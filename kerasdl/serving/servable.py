@@ -7,8 +7,8 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf import json_format, text_format
 from google.protobuf import message as protobuf_message
-from google.protobuf import text_format
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
@@ -108,6 +108,15 @@ class Signature:
         self.outputs = {
             key: TensorInfo(key, info) for key, info in sorted(proto.outputs.items())
         }
+        # Optional inputs: TF Serving fills an input a request leaves out from the
+        # SignatureDef's `defaults` (TensorFlow writes them for a tf.function
+        # whose Python signature has tensor defaults).
+        self.default_protos = {
+            key: value for key, value in proto.defaults.items() if key in self.inputs
+        }
+        self.defaults = {
+            key: tf.make_ndarray(value) for key, value in self.default_protos.items()
+        }
         self.function = function
         # TF1 SavedModels run in a `tf.compat.v1.Session`, as TF Serving runs them:
         # `session_call(inputs) -> outputs`, the graph taking any shape it can.
@@ -136,7 +145,14 @@ class Signature:
             "inputs": {k: v.to_json() for k, v in self.inputs.items()},
             "outputs": {k: v.to_json() for k, v in self.outputs.items()},
             "method_name": self.method_name,
-            "defaults": {},
+            "defaults": {
+                key: json_format.MessageToDict(
+                    value,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                )
+                for key, value in sorted(self.default_protos.items())
+            },
         }
 
     def _tensors(self, inputs):

@@ -47,14 +47,20 @@ def _run_predict(servable, request, path):
 
     signature = _signature(servable, request.model_spec, path)
     received, expected = set(request.inputs), set(signature.inputs)
-    if received != expected:
+    # As TF Serving: an input the signature has a default for may be left out.
+    if not received <= expected or not expected - set(signature.defaults) <= received:
         raise _load_error(
             f"{path}: warm-up Predict request for signature '{signature.name}' has "
-            f"inputs {sorted(received)}; expected {sorted(expected)}",
+            f"inputs {sorted(received)}; expected {sorted(expected)}"
+            + (
+                f" (optional: {sorted(signature.defaults)})"
+                if signature.defaults
+                else ""
+            ),
             "INVALID_ARGUMENT",
         )
     inputs = {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
-    signature.run(inputs)
+    signature.run({**signature.defaults, **inputs})
 
 
 def _run_examples(servable, model_spec, request_input, path, method):

@@ -561,9 +561,17 @@ def samples(text_model_, config: LanguageModelingConfig) -> list[dict]:
 
 def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe):
     """The model card dict written beside the export."""
+    from kerasdl.export.language_model import DEFAULTS
     from kerasdl.export.model_card import build_model_card
     from kerasdl.tasks import steps
 
+    # The sampling options are optional inputs; their defaults are in the
+    # SignatureDef too.
+    generation = {
+        "inputs": {"prompt": [None], **{option: [] for option in DEFAULTS}},
+        "optional_inputs": dict(DEFAULTS),
+        "outputs": ["continuation", "continuation_ids", "continuation_length"],
+    }
     card = build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
@@ -580,21 +588,8 @@ def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe)
         training=steps.training_summary(config, fit_result),
         parameter_count=model.count_params(),
         signature={
-            "serving_default": {
-                "inputs": {"prompt": [None]},
-                "outputs": ["continuation", "continuation_ids", "continuation_length"],
-            },
-            "generate": {
-                "inputs": {
-                    "prompt": [None],
-                    "max_length": [],
-                    "temperature": [],
-                    "top_k": [],
-                    "top_p": [],
-                    "seed": [],
-                },
-                "outputs": ["continuation", "continuation_ids", "continuation_length"],
-            },
+            "serving_default": generation,
+            "generate": generation,
             "score": {
                 "inputs": {"text": [None]},
                 "outputs": ["negative_log_likelihood", "num_predicted"],

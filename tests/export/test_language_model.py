@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from kerasdl.data.timemachine import Vocabulary, read_timemachine, tokenize
 from kerasdl.export.language_model import TextLanguageModel, export_language_model
@@ -153,9 +154,28 @@ def test_export_reproduces_eager_generation_and_scores(text_model, tmp_path):
     )
     assert path == str(tmp_path / "lm" / "1")
     reloaded = tf.saved_model.load(path)
-    default = reloaded.signatures["serving_default"](prompt=PROMPTS)
+    # The options are optional: the loaded function takes the defaults, which the
+    # SignatureDef also carries (TensorFlow's loaded signatures want every input).
+    default = reloaded.serving_default(tf.constant(PROMPTS))
     eager = text_model.generate(PROMPTS)
     assert _texts(default["continuation"]) == _texts(eager["continuation"])
+    defaults = {
+        "max_length": tf.constant(100),
+        "temperature": tf.constant(1.0),
+        "top_k": tf.constant(0),
+        "top_p": tf.constant(1.0),
+        "seed": tf.constant(0),
+    }
+    signature = reloaded.signatures["serving_default"](prompt=PROMPTS, **defaults)
+    assert _texts(signature["continuation"]) == _texts(eager["continuation"])
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as file:
+        proto.ParseFromString(file.read())
+    for name in ("serving_default", "generate"):
+        written = proto.meta_graphs[0].signature_def[name].defaults
+        assert {k: tf.make_ndarray(v).item() for k, v in written.items()} == {
+            k: v.numpy().item() for k, v in defaults.items()
+        }
     # max_length 100 is clipped to the 24-token buffer less the first token.
     assert default["continuation_length"].numpy().tolist() == [23] * 3
     options = {

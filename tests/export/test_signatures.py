@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from kerasdl.export import export_signatures
 from kerasdl.export.saved_model import ExportError
@@ -90,3 +91,31 @@ def test_non_finite_weights_are_refused_before_writing(tmp_path):
         export_signatures([layer], tmp_path / "m", _endpoints(layer))
 
     assert not (tmp_path / "m").exists()
+
+
+def test_tensor_defaults_become_optional_signature_inputs(tmp_path):
+    layer = _scaler()
+    specs = [
+        tf.TensorSpec([None, 3], tf.float32, name="numbers"),
+        tf.TensorSpec([], tf.float32, name="scale"),
+    ]
+
+    two = tf.constant(2.0)
+
+    def scaled(numbers, scale=two):
+        return {"sums": layer(numbers) * scale}
+
+    path = export_signatures(
+        [layer], tmp_path / "scaled", {"serving_default": (scaled, specs)}
+    )
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((tmp_path / "scaled" / "1" / "saved_model.pb").read_bytes())
+    defaults = proto.meta_graphs[0].signature_def["serving_default"].defaults
+    assert list(defaults) == ["scale"]
+    assert tf.make_ndarray(defaults["scale"]) == 2.0
+    loaded = tf.saved_model.load(path)
+    numbers = tf.constant([[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(loaded.serving_default(numbers)["sums"], [[12.0, 12.0]])
+    sums = loaded.signatures["serving_default"](numbers=numbers, scale=tf.constant(0.5))
+    np.testing.assert_allclose(sums["sums"], [[3.0, 3.0]])

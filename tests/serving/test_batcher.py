@@ -69,8 +69,9 @@ def test_closed_loop_clients_fill_whole_batches():
     assert sum(model.batches) == 32 * 6
     # The first batches hold whoever arrived first; once a call ends with
     # requests queued, the clients it answered are waited for, so batches are
-    # full instead of alternating between a few rows and the rest.
-    assert np.median(model.batches[2:]) == 32, model.batches
+    # full instead of alternating between a few rows and the rest (a median near
+    # 16). On a loaded machine a straggler can miss a batch: [2, 32, 32, 32, 31, 30].
+    assert np.median(model.batches[2:]) >= 28, model.batches
 
 
 def test_lone_client_never_waits_for_a_batch():
