@@ -152,7 +152,7 @@ def predict_inputs(request, signature, max_bytes):
     received = set(request.inputs)
     expected = set(signature.inputs)
     defaults = getattr(signature, "defaults", None) or {}
-    if defaults and len(received) < len(expected):
+    if defaults and len(received) <= len(expected):
         return _inputs_with_defaults(request, signature, defaults, max_bytes)
     if len(received) != len(expected):
         raise invalid_argument(

@@ -144,6 +144,17 @@ def test_grpc_request_fills_left_out_inputs():
             ),
         ),
         (
+            {
+                "prompt": np.array([b"a"], object),
+                "count": np.int32(1),
+                "typo": np.int32(1),
+            },
+            (
+                "Inputs contains invalid name. Used request inputs: count,prompt, "
+                "request input: count,prompt,typo"
+            ),
+        ),
+        (
             {"prompt": np.array([b"a"], object), "typo": np.int32(1)},
             (
                 "Inputs contains invalid name. Used request inputs: prompt, request "
