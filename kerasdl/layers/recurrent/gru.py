@@ -78,20 +78,24 @@ def gru_sequence(projected, h0, recurrent_kernel, recurrent_bias):
             recurrent_t = ops.transpose(recurrent_kernel)
 
             def back(dh, inputs):
-                dh_out, z_t, scale_t = ops.split(inputs, [units, 2 * units], axis=-1)
+                if isinstance(inputs, (list, tuple)):
+                    dh_out, z_t, scale_t = inputs
+                else:
+                    dh_out, z_t, scale_t = ops.split(
+                        inputs, [units, 2 * units], axis=-1
+                    )
                 dh = dh + dh_out
                 du = ops.concatenate([dh, dh, dh], axis=-1) * scale_t
                 dh_prev = dh * z_t + ops.matmul(du, recurrent_t)
                 return dh_prev, dh
 
-            dh0, dh_total = ops.scan(
-                back,
-                ops.zeros_like(h0),
-                # One sequence: TensorFlow's `scan` needs a static length
-                # to scan several.
-                ops.concatenate([dhs, z, scale], axis=-1),
-                reverse=True,
-            )
+            sequences = (dhs, z, scale)
+            if projected.shape[0] is None:
+                # TensorFlow's `scan` scans several sequences only when their
+                # length is static; otherwise one, concatenated (a copy of
+                # all of them, 5 * units wide, that the loop slices again).
+                sequences = ops.concatenate(sequences, axis=-1)
+            dh0, dh_total = ops.scan(back, ops.zeros_like(h0), sequences, reverse=True)
             d_projected = ops.concatenate([dh_total, dh_total, dh_total], axis=-1)
             d_projected = d_projected * ops.concatenate([b, e, c], axis=-1)
             d_zr, d_h = ops.split(d_projected, [2 * units], axis=-1)
