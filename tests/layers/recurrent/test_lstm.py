@@ -130,19 +130,7 @@ def test_output_without_return_state_equals_keras():
     )
 
 
-@pytest.mark.parametrize(
-    "compile_mode",
-    [False, True] + (["xla", "xla_static"] if BACKEND == "tensorflow" else []),
-    ids=lambda mode: {
-        False: "eager",
-        True: "compiled",
-        "xla": "xla",
-        "xla_static": "xla-static-time",
-    }[mode],
-)
-def test_gradients_equal_autodiff(compile_mode):
-    # The backward loop scans its sequences apart when the number of steps
-    # is static (eager, JAX, `xla_static`) and concatenated when it is not.
+def test_gradients_equal_autodiff(compile_mode):  # conftest.py: every mode
     kwargs = {"return_sequences": True, "return_state": True}
     layer, reference = _pair(**kwargs)
     x, h0, c0 = _inputs()
