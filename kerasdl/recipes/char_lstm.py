@@ -18,14 +18,14 @@ from kerasdl.tasks.command_line import run_recipe
 from kerasdl.tasks.language_modeling import LanguageModelingConfig
 
 # 32-character rows, as the GRU: twice the optimizer steps per epoch (2.062 bits
-# per character against 2.103 with 64-character rows; early stopping kept epoch
-# 18 of 22). With the weights averaged (momentum 0.999) and validated and
-# exported in their place: 2.056, all 30 epochs run, best 27
-# (docs/language_models.md).
+# per character against 2.103 with 64-character rows, 384 units). With the
+# weights averaged (momentum 0.999) and validated and exported in their place:
+# 2.056; with 512 units instead of 384: 2.035, early stopping at epoch 24, best
+# 20 (docs/language_models.md).
 CONFIG = LanguageModelingConfig(
     model="lstm_lm",
     sequence_length=32,
-    units=384,
+    units=512,
     embedding_dim=64,
     dropout=0.3,
     epochs=30,
