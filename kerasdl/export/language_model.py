@@ -413,22 +413,15 @@ def export_language_model(
         tf.TensorSpec([], tf.int32, name="seed"),
     ]
 
-    # The options' defaults go into both signatures' `defaults`: a request may
-    # leave any of them out (TF Serving's gRPC API, `kerasdl serve`).
+    def serving_default(prompt, max_length, temperature, top_k, top_p, seed):
+        return text_model.generate(prompt, max_length, temperature, top_k, top_p, seed)
+
+    # The options' defaults, as tensors, become both signatures' `defaults`: a
+    # request may leave any option out (TF Serving's gRPC API, `kerasdl serve`).
     defaults = {
         spec.name: tf.constant(DEFAULTS[spec.name], spec.dtype) for spec in options
     }
-
-    def serving_default(
-        prompt,
-        max_length=defaults["max_length"],
-        temperature=defaults["temperature"],
-        top_k=defaults["top_k"],
-        top_p=defaults["top_p"],
-        seed=defaults["seed"],
-    ):
-        return text_model.generate(prompt, max_length, temperature, top_k, top_p, seed)
-
+    serving_default.__defaults__ = tuple(defaults[spec.name] for spec in options)
     generate = serving_default
 
     def score(text):
