@@ -148,37 +148,31 @@ def _debug_string(signature):
 
 
 def predict_inputs(request, signature, max_bytes):
-    """A `PredictRequest`'s inputs as `{key: array}`, checked as TF Serving's predict_util."""
+    """A `PredictRequest`'s inputs as `{key: array}`, checked as TF Serving's predict_util.
+
+    An input the signature has a default for (`SignatureDef.defaults`) may be
+    left out and takes the default, as TensorFlow's `GetInputValues` fills it.
+    """
     received = set(request.inputs)
     expected = set(signature.inputs)
     defaults = getattr(signature, "defaults", None) or {}
-    if defaults and len(received) <= len(expected):
-        return _inputs_with_defaults(request, signature, defaults, max_bytes)
-    if len(received) != len(expected):
-        raise invalid_argument(
-            f"input size does not match signature: {len(received)}!={len(expected)} "
-            f"len({{{','.join(sorted(received))}}}) != "
-            f"len({{{','.join(sorted(expected))}}}). "
-            f"Sent extra: {{{','.join(sorted(received - expected))}}}. "
-            f"Missing but required: {{{','.join(sorted(expected - received))}}}."
-        )
-    extra = sorted(received - expected)
-    if extra:
-        raise invalid_argument(
-            f"input tensor alias not found in signature: {extra[0]}. "
-            f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
-        )
-    budget = max_bytes
-    arrays = {}
-    for key, info in signature.inputs.items():
-        array = to_array(key, request.inputs[key], info, budget)
-        budget -= array.size * (8 if array.dtype == object else array.itemsize)
-        arrays[key] = array
-    return arrays
-
-
-def _inputs_with_defaults(request, signature, defaults, max_bytes):
-    """TF Serving's `GetInputValues`: a left-out input takes the signature's default."""
+    # With defaults, fewer inputs than the signature's may come; the loop below
+    # then names what is missing or unknown, with `GetInputValues`' messages.
+    if not (defaults and len(received) <= len(expected)):
+        if len(received) != len(expected):
+            raise invalid_argument(
+                f"input size does not match signature: {len(received)}!="
+                f"{len(expected)} len({{{','.join(sorted(received))}}}) != "
+                f"len({{{','.join(sorted(expected))}}}). "
+                f"Sent extra: {{{','.join(sorted(received - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - received))}}}."
+            )
+        extra = sorted(received - expected)
+        if extra:
+            raise invalid_argument(
+                f"input tensor alias not found in signature: {extra[0]}. "
+                f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
+            )
     budget = max_bytes
     arrays = {}
     for key, info in signature.inputs.items():
@@ -195,12 +189,11 @@ def _inputs_with_defaults(request, signature, defaults, max_bytes):
                 f"input alias set: {{{','.join(sorted(defaults))}}}"
             )
         arrays[key] = array
-    unknown = set(request.inputs) - set(signature.inputs)
-    if unknown:
-        used = sorted(set(request.inputs) & set(signature.inputs))
+    if received - expected:
         raise invalid_argument(
-            f"Inputs contains invalid name. Used request inputs: {','.join(used)}, "
-            f"request input: {','.join(sorted(request.inputs))}"
+            "Inputs contains invalid name. Used request inputs: "
+            f"{','.join(sorted(received & expected))}, "
+            f"request input: {','.join(sorted(received))}"
         )
     return arrays
 
