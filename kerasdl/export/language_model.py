@@ -37,8 +37,11 @@ that code:
   character are `negative_log_likelihood / num_predicted / ln 2`.
 
 Prompts and continuations share a buffer of `max_sequence_length` tokens (the
-model's own context for a Transformer): a prompt longer than what is left after
-the `max_length` new tokens keeps its last tokens. An empty prompt starts from
+model's own context for a Transformer). A prompt keeps its last tokens, as many
+as the `max_length` new tokens leave room for but never fewer than half the
+buffer (so a fixed-context model always reads the prompt's end, whatever
+`max_length` asks); the continuation then gets the rest of the buffer, and
+`continuation_length` says how many tokens it holds. An empty prompt starts from
 a newline (character level) or `"."` (word level). With the same seed and the
 same batch of prompts, the output is the same every time, eagerly or served.
 """
@@ -183,7 +186,8 @@ class TextLanguageModel:
         Args:
             prompts: `(batch,)` tf.string.
             max_length: int scalar >= 0, tokens generated after each prompt
-                (at most `max_sequence_length - 1`).
+                (fewer when the prompt and they overflow the buffer: see the
+                module's docstring).
             temperature: float scalar > 0 dividing the logits.
             top_k: int scalar, keep the `top_k` most likely tokens; 0 keeps all,
                 1 is greedy decoding.
@@ -235,7 +239,8 @@ class TextLanguageModel:
         ids = self.encode(prompts)
         lengths = ids.row_lengths()
         empty = tf.equal(lengths, 0)
-        keep = tf.cast(capacity - new, tf.int64)
+        # Room for the new tokens, but at least half the buffer for the prompt.
+        keep = tf.maximum(tf.cast(capacity - new, tf.int64), capacity // 2)
         kept = tf.minimum(lengths, keep)
         # The last `kept` tokens of each row (the whole row when it fits).
         positions = tf.ragged.range(lengths - kept, lengths)

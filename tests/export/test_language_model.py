@@ -115,11 +115,24 @@ def test_top_k_keeps_to_the_most_likely_tokens(text_model):
 
 def test_long_prompts_keep_their_end_and_the_buffer_holds(text_model):
     long_prompt = tf.constant(["x" * 30 + "the time traveller smiled. the fire"])
-    out = text_model.generate(long_prompt, max_length=16, top_k=1)
-    assert out["continuation_length"].numpy().tolist() == [16]
-    # 24 positions: the prompt keeps its last 8 tokens, "the fire".
-    kept = text_model.generate(tf.constant(["the fire"]), max_length=16, top_k=1)
+    out = text_model.generate(long_prompt, max_length=6, top_k=1)
+    assert out["continuation_length"].numpy().tolist() == [6]
+    # 24 positions: the prompt keeps its last 18 tokens.
+    kept = text_model.generate(
+        tf.constant(["raveller smiled. the fire"[-18:]]), max_length=6, top_k=1
+    )
     assert _texts(out["continuation"]) == _texts(kept["continuation"])
+
+
+def test_a_prompt_keeps_half_the_buffer_whatever_max_length_asks(text_model):
+    prompt = "x" * 30 + "the time traveller smiled. the fire"
+    for max_length in (16, 23, 100):  # 24 positions in all
+        out = text_model.generate(tf.constant([prompt]), max_length, top_k=1)
+        assert out["continuation_length"].numpy().tolist() == [12]
+        kept = text_model.generate(tf.constant([prompt[-12:]]), 12, top_k=1)
+        assert _texts(out["continuation"]) == _texts(kept["continuation"])
+    short = text_model.generate(tf.constant(["the"]), 100, top_k=1)
+    assert short["continuation_length"].numpy().tolist() == [21]  # 24 - 3
 
 
 def test_score_is_the_summed_cross_entropy_of_each_text(text_model):
