@@ -21,6 +21,7 @@ JAX_TESTS := tests/layers tests/regularizers tests/callbacks tests/compat \
 	tests/decoding/test_search.py tests/decoding/test_sampling.py \
 	tests/decoding/test_generate.py tests/models/test_rnn_language_model.py \
 	tests/models/test_transformer_language_model.py \
+	tests/models/test_language_model_ensemble.py \
 	tests/models/test_transformer_translator_cache.py
 PYTEST_ARGS ?=
 

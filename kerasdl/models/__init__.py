@@ -17,6 +17,7 @@ from kerasdl.models.common import get_layer_library, group_count  # noqa: F401
 from kerasdl.models.densenet import densenet  # noqa: F401
 from kerasdl.models.ensemble import MajorityVote, ensemble  # noqa: F401
 from kerasdl.models.googlenet import googlenet  # noqa: F401
+from kerasdl.models.language_model_ensemble import LanguageModelEnsemble  # noqa: F401
 from kerasdl.models.lenet import lenet  # noqa: F401
 from kerasdl.models.mlp import mlp  # noqa: F401
 from kerasdl.models.ngram import KneserNeyLanguageModel  # noqa: F401

@@ -140,6 +140,15 @@ RECIPES: dict[str, Recipe] = {
             "language modeling",
             "perplexity",
         ),
+        Recipe(
+            "char_ensemble",
+            "kerasdl.recipes.char_ensemble",
+            "timemachine",
+            BASELINE_PERPLEXITY,
+            "Character-level ensemble: 2-layer LSTM, LSTM and Transformer averaged",
+            "language modeling",
+            "perplexity",
+        ),
     ]
 }
 

@@ -559,11 +559,22 @@ def samples(text_model_, config: LanguageModelingConfig) -> list[dict]:
     ]
 
 
-def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe):
-    """The model card dict written beside the export."""
+def dataset_card(data) -> dict:
+    """The model card's `dataset` section of a `LanguageModelingDataset`."""
+    return {
+        "name": data.name,
+        "level": data.level,
+        "split": "contiguous: first 90% of the story trains, last 10% validates",
+        "train_tokens": len(data.train_ids),
+        "validation_tokens": len(data.validation_ids),
+        "vocabulary_size": data.vocabulary.size,
+        "input_dtype": "string",
+    }
+
+
+def signature_card() -> dict:
+    """The model card's `signature` section of a language-model export."""
     from kerasdl.export.language_model import DEFAULTS
-    from kerasdl.export.model_card import build_model_card
-    from kerasdl.tasks import steps
 
     # The sampling options are optional inputs; their defaults are in the
     # SignatureDef too.
@@ -572,29 +583,29 @@ def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe)
         "optional_inputs": dict(DEFAULTS),
         "outputs": ["continuation", "continuation_ids", "continuation_length"],
     }
+    return {
+        "serving_default": generation,
+        "generate": generation,
+        "score": {
+            "inputs": {"text": [None]},
+            "outputs": ["negative_log_likelihood", "num_predicted"],
+        },
+    }
+
+
+def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe):
+    """The model card dict written beside the export."""
+    from kerasdl.export.model_card import build_model_card
+    from kerasdl.tasks import steps
+
     card = build_model_card(
         recipe=recipe,
         config=dataclasses.asdict(config),
-        dataset={
-            "name": data.name,
-            "level": data.level,
-            "split": "contiguous: first 90% of the story trains, last 10% validates",
-            "train_tokens": len(data.train_ids),
-            "validation_tokens": len(data.validation_ids),
-            "vocabulary_size": data.vocabulary.size,
-            "input_dtype": "string",
-        },
+        dataset=dataset_card(data),
         metrics={**metrics, **steps.final_metrics(fit_result.history)},
         training=steps.training_summary(config, fit_result),
         parameter_count=model.count_params(),
-        signature={
-            "serving_default": generation,
-            "generate": generation,
-            "score": {
-                "inputs": {"text": [None]},
-                "outputs": ["negative_log_likelihood", "num_predicted"],
-            },
-        },
+        signature=signature_card(),
     )
     card["samples"] = sample_list
     return card

@@ -249,6 +249,30 @@ class RunDirectory:
             phase=self.phase if self.phase in ("training", "fitted") else "training",
         )
 
+    def holds_published(
+        self, config, recipe: str | None = None, ignore=("output", "verbose")
+    ) -> bool:
+        """Whether the workdir holds a published run of `config` with its final
+        weights (a run that `open` would start afresh).
+
+        Every field of `config` but those in `ignore` (where the run exported,
+        how it printed) must equal the recorded one.
+        """
+        record = self.read_record()
+        saved = record.get("config") or {}
+        current = _plain(dataclasses.asdict(config))
+        return (
+            self.phase == "published"
+            and record.get("recipe") == (recipe or self.recipe)
+            and all(
+                saved.get(name) == value
+                for name, value in current.items()
+                if name not in ignore
+            )
+            and set(saved) == set(current)
+            and os.path.exists(self.final_checkpoint)
+        )
+
     def mark_fitted(self, **details) -> None:
         self.write_record(phase="fitted", fit=details)
 

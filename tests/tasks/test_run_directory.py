@@ -107,6 +107,23 @@ def test_restart_and_a_published_run_start_afresh(tmp_path):
         run_dir.check_resume(Config(learning_rate=0.1))
 
 
+def test_holds_published_only_for_the_same_settings_and_final_weights(tmp_path):
+    with RunDirectory(tmp_path, recipe="r") as run_dir:
+        run_dir.check_resume(Config())
+        assert not run_dir.holds_published(Config())  # Still training.
+        os.makedirs(run_dir.checkpoints)
+        (tmp_path / "checkpoints" / "final.npz").write_bytes(b"x")
+        run_dir.mark_published("saved_models/r/1")
+    reader = RunDirectory(tmp_path, recipe="r", writer=False)
+    assert reader.holds_published(Config())
+    assert reader.holds_published(Config(output="elsewhere"))  # Where it exported.
+    assert not reader.holds_published(Config(epochs=9))  # Other weights.
+    assert not reader.holds_published(Config(learning_rate=0.5))
+    assert not reader.holds_published(Config(), recipe="other")
+    os.remove(tmp_path / "checkpoints" / "final.npz")
+    assert not reader.holds_published(Config())
+
+
 def test_a_corrupt_record_is_one_clear_error(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(UsageError, match="run.json is unreadable.*--restart"):
