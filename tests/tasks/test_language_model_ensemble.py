@@ -30,43 +30,28 @@ def test_recipe_is_registered_and_its_members_are_single_models():
 
 
 @pytest.mark.parametrize(
-    "members, message",
+    "flag, value, message",
     [
-        ("char_lstm", "at least two"),
-        ("char_lstm,char_lstm", "more than once"),
-        ("char_lstm,lenet", "'lenet' is not a language-model recipe"),
-        ("char_lstm,char_ensemble", "'char_ensemble' is not a language-model"),
+        ("--members", "char_lstm", "at least two"),
+        ("--members", "char_lstm,char_lstm", "more than once"),
+        ("--members", "char_lstm,lenet", "'lenet' is not a language-model recipe"),
+        ("--members", "char_lstm,char_ensemble", "'char_ensemble' is not a language"),
+        ("--member-flags", '{"model": "gru_lm"}', "'model' is not a member setting"),
+        ("--member-flags", '{"output": "x"}', "'output' is not a member setting"),
+        ("--member-flags", '{"unitz": 3}', "'unitz' is not a member setting"),
+        ("--member-flags", '{"units": 0}',
+         "--member-flags, member char_lstm_deep: --units must be"),
     ],
-)
-def test_bad_members_are_refused_in_one_line(tmp_path, capsys, members, message):
+)  # fmt: skip
+def test_bad_members_and_member_flags_are_refused_in_one_line(
+    tmp_path, capsys, flag, value, message
+):
     from kerasdl.recipes import char_ensemble
 
-    status = char_ensemble.main(
-        ["--members", members, "--workdir", str(tmp_path / "run")]
-    )
+    status = char_ensemble.main([flag, value, "--workdir", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert status == 2 and message in err and "\n" not in err
     assert not (tmp_path / "run").exists()  # Refused before anything started.
-
-
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        ('{"model": "gru_lm"}', "'model' is not a member setting"),
-        ('{"output": "x"}', "'output' is not a member setting"),
-        ('{"unitz": 3}', "'unitz' is not a member setting"),
-        ('{"units": 0}', "--member-flags, member char_lstm_deep: --units must be"),
-    ],
-)
-def test_bad_member_flags_are_refused_in_one_line(tmp_path, capsys, flags, message):
-    from kerasdl.recipes import char_ensemble
-
-    status = char_ensemble.main(
-        ["--member-flags", flags, "--workdir", str(tmp_path / "run")]
-    )
-    err = capsys.readouterr().err.strip()
-    assert status == 2 and message in err and "\n" not in err
-    assert not (tmp_path / "run").exists()
 
 
 def test_member_flags_must_be_an_object():
@@ -92,22 +77,9 @@ def test_ensemble_trains_its_members_then_reuses_them(tmp_path, capsys):
 
     tiny = {"epochs": 1, "units": 8, "embedding_dim": 4, "batch_size": 128}
     tiny.update(sample_length=5, ngram_order=3)
-    argv = [
-        "--members",
-        "char_lstm,char_gru",
-        "--member-flags",
-        json.dumps(tiny),
-        "--sample-length",
-        "5",
-        "--ngram-order",
-        "3",
-        "--verbose",
-        "0",
-        "--workdir",
-        str(tmp_path / "run"),
-        "--output",
-        str(tmp_path / "models"),
-    ]
+    argv = ["--members", "char_lstm,char_gru", "--member-flags", json.dumps(tiny)]
+    argv += ["--sample-length", "5", "--ngram-order", "3", "--verbose", "0"]
+    argv += ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "models")]
     assert char_ensemble.main(argv) == 0, capsys.readouterr()
     out = capsys.readouterr().out
     export_dir = tmp_path / "models" / "char_ensemble" / "1"
