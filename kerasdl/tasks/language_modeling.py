@@ -255,62 +255,17 @@ def build_model(config: LanguageModelingConfig, data, name=None):
     return model
 
 
-def averaged_weights_callback():
-    """A callback that puts the optimizer's moving average of the weights in
-    the model from each validation to the end of its epoch.
-
-    With `use_ema=True` Keras validates the raw weights and writes the average
-    into the model only when `fit` ends, after which kerasdl's `EarlyStopping`
-    (`restore_best_weights=True`) would set the best epoch's *raw* weights back.
-    With this callback the validation loss, the weights `EarlyStopping` keeps
-    and restores, the epoch-end checkpoints and so the exported weights are all
-    the averaged ones; the raw weights come back at the start of the next
-    epoch, so training itself is unchanged. (A run resumed from a checkpoint
-    trains on from the averaged weights of that epoch.)
-
-    Returns:
-        A `keras.callbacks.Callback`.
-
-    Example:
-
-    ```python
-    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss=...)
-    model.fit(x, y, validation_data=(vx, vy),
-              callbacks=[averaged_weights_callback()])
-    ```
-    """
-    import keras
-
-    class AveragedWeightsForValidation(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self._raw = None
-
-        def on_test_begin(self, logs=None):
-            if getattr(self, "_raw", None) is None:
-                variables = self.model.trainable_variables
-                self._raw = [keras.ops.convert_to_numpy(v) for v in variables]
-                # Public API: copies the averages into these variables.
-                self.model.optimizer.finalize_variable_values(variables)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if getattr(self, "_raw", None) is not None:
-                for variable, value in zip(self.model.trainable_variables, self._raw):
-                    variable.assign(value)
-                self._raw = None
-
-    return AveragedWeightsForValidation()
-
-
 def training_model(model, config: LanguageModelingConfig):
     """The model to fit and its extra callbacks: `(model, [])`, with
     `config.stateful` a `StatefulRNNTrainer` around it (states carried from
     batch to batch, zeroed at the start of every epoch) and that callback, and
-    with `config.ema_momentum` an `averaged_weights_callback()`."""
+    with `config.ema_momentum` a `kerasdl.callbacks.AveragedWeightsForValidation`."""
     import keras
 
+    from kerasdl.callbacks import AveragedWeightsForValidation
     from kerasdl.models.rnn_language_model import StatefulRNNTrainer
 
-    averaged = [averaged_weights_callback()] if config.ema_momentum else []
+    averaged = [AveragedWeightsForValidation()] if config.ema_momentum else []
     if not config.stateful:
         return model, averaged
 
@@ -332,7 +287,7 @@ def build(model) -> None:
 def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int):
     """Adam (AdamW with `weight_decay`; constant or warmed-up cosine rate) with
     `clipnorm` and, with `ema_momentum`, a moving average of the weights
-    (`use_ema`; see `averaged_weights_callback`); cross-entropy from logits.
+    (`use_ema`; see `kerasdl.callbacks.AveragedWeightsForValidation`); cross-entropy from logits.
 
     The weight decay acts on kernels and embeddings only, not on biases or the
     layer normalizations' scales and offsets.
