@@ -52,8 +52,8 @@ def patience(default):
     )
 
 
-def seed(default=0):
-    return _field(default, min=0, max=SEED_MAX)
+def seed(default=0, help=None):
+    return _field(default, help, min=0, max=SEED_MAX)
 
 
 def dataset(default, names: str, help=None):

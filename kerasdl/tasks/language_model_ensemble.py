@@ -61,7 +61,9 @@ class LanguageModelEnsembleConfig:
         },
     )
     dataset: str = fields.dataset(
-        "timemachine", "kerasdl.data.timemachine:LANGUAGE_MODELING_DATASETS"
+        "timemachine",
+        "kerasdl.data.timemachine:LANGUAGE_MODELING_DATASETS",
+        "what every member trains on",
     )
     ngram_order: int = field(
         default=7,
@@ -75,7 +77,11 @@ class LanguageModelEnsembleConfig:
         default=0.7,
         metadata={"help": "sampling temperature", "above": 0, "max": 100},
     )
-    seed: int = fields.seed(0)
+    seed: int = fields.seed(
+        0,
+        "the samples' seed (each member trains with its recipe's seed; "
+        "--member-flags sets another)",
+    )
     output: str = fields.output()
     verbose: str = fields.verbose()
 
