@@ -208,35 +208,22 @@ def average_cross_entropies(member_losses):
 
 def evaluate(members, member_configs, data, ngram_order) -> dict:
     """Whole-stream perplexities of the ensemble and of each member; the baseline."""
-    from kerasdl.models.ngram import KneserNeyLanguageModel
-    from kerasdl.tasks.language_modeling import token_cross_entropies
+    from kerasdl.tasks.language_modeling import (
+        baseline_metrics,
+        split_metrics,
+        token_cross_entropies,
+    )
 
-    metrics = {"members": {}}
+    metrics = {"members": {model.name: {} for model in members}}
     for split, ids in (("train", data.train_ids), ("validation", data.validation_ids)):
         losses = [
             token_cross_entropies(model, ids, chunk_length=c.sequence_length)
             for model, c in zip(members, member_configs)
         ]
-        mean = float(average_cross_entropies(losses).mean())
-        metrics[f"{split}_cross_entropy"] = mean
-        metrics[f"{split}_perplexity"] = math.exp(mean)
-        metrics[f"{split}_bits_per_token"] = mean / math.log(2)
-        metrics[f"{split}_tokens_predicted"] = len(losses[0])
+        metrics.update(split_metrics(split, average_cross_entropies(losses)))
         for model, member_losses in zip(members, losses):
-            member_mean = float(member_losses.mean())
-            metrics["members"].setdefault(model.name, {}).update(
-                {
-                    f"{split}_perplexity": math.exp(member_mean),
-                    f"{split}_bits_per_token": member_mean / math.log(2),
-                }
-            )
-    ngram = KneserNeyLanguageModel(order=ngram_order).fit(
-        data.train_ids, data.vocabulary.size
-    )
-    baseline = float(-ngram.token_log_probs(data.validation_ids).mean())
-    metrics["baseline"] = f"interpolated Kneser-Ney, order {ngram_order}"
-    metrics["baseline_validation_perplexity"] = math.exp(baseline)
-    metrics["baseline_validation_bits_per_token"] = baseline / math.log(2)
+            metrics["members"][model.name].update(split_metrics(split, member_losses))
+    metrics.update(baseline_metrics(data, ngram_order)[0])
     return metrics
 
 

@@ -452,28 +452,46 @@ def mixture_cross_entropy(neural_losses, ngram_log_probs, weight=0.5) -> float:
     return float(-mixed.mean())
 
 
-def evaluate(model, config: LanguageModelingConfig, data) -> dict:
-    """Train and validation perplexity over the whole streams, and the baseline."""
+def split_metrics(split: str, losses) -> dict:
+    """`<split>_cross_entropy`, `_perplexity`, `_bits_per_token` and
+    `_tokens_predicted` of per-token losses in nats."""
+    mean = float(losses.mean())
+    return {
+        f"{split}_cross_entropy": mean,
+        f"{split}_perplexity": math.exp(mean),
+        f"{split}_bits_per_token": mean / math.log(2),
+        f"{split}_tokens_predicted": len(losses),
+    }
+
+
+def baseline_metrics(data, order: int):
+    """`(metrics, log-probabilities)` of the interpolated Kneser-Ney `order`-gram
+    fitted on the training stream, on the validation stream."""
     from kerasdl.models.ngram import KneserNeyLanguageModel
 
+    ngram = KneserNeyLanguageModel(order=order).fit(
+        data.train_ids, data.vocabulary.size
+    )
+    log_probs = ngram.token_log_probs(data.validation_ids)
+    baseline = float(-log_probs.mean())
+    metrics = {
+        "baseline": f"interpolated Kneser-Ney, order {order}",
+        "baseline_validation_perplexity": math.exp(baseline),
+        "baseline_validation_bits_per_token": baseline / math.log(2),
+    }
+    return metrics, log_probs
+
+
+def evaluate(model, config: LanguageModelingConfig, data) -> dict:
+    """Train and validation perplexity over the whole streams, and the baseline."""
     metrics, losses = {}, {}
     for split, ids in (("train", data.train_ids), ("validation", data.validation_ids)):
         losses[split] = token_cross_entropies(
             model, ids, chunk_length=config.sequence_length
         )
-        mean = float(losses[split].mean())
-        metrics[f"{split}_cross_entropy"] = mean
-        metrics[f"{split}_perplexity"] = math.exp(mean)
-        metrics[f"{split}_bits_per_token"] = mean / math.log(2)
-        metrics[f"{split}_tokens_predicted"] = len(losses[split])
-    ngram = KneserNeyLanguageModel(order=config.ngram_order).fit(
-        data.train_ids, data.vocabulary.size
-    )
-    ngram_log_probs = ngram.token_log_probs(data.validation_ids)
-    baseline = float(-ngram_log_probs.mean())
-    metrics["baseline"] = f"interpolated Kneser-Ney, order {config.ngram_order}"
-    metrics["baseline_validation_perplexity"] = math.exp(baseline)
-    metrics["baseline_validation_bits_per_token"] = baseline / math.log(2)
+        metrics.update(split_metrics(split, losses[split]))
+    baseline, ngram_log_probs = baseline_metrics(data, config.ngram_order)
+    metrics.update(baseline)
     # Not the model's figure: its probabilities averaged with the n-gram's
     # (equal weights, nothing tuned on the validation text).
     mixture = mixture_cross_entropy(losses["validation"], ngram_log_probs, 0.5)
