@@ -25,7 +25,8 @@ class AveragedWeightsForValidation(keras.callbacks.Callback):
     `on_test_begin`, before any callback's `on_epoch_end`), a run stopped early
     keeps the average, and it reads the average through the optimizer's public
     `finalize_variable_values` instead of its private slots. Without
-    `use_ema=True` it changes nothing.
+    `use_ema=True` it changes nothing. Given to a standalone `evaluate`, it
+    evaluates the average and puts the raw weights back when it ends.
 
     Example:
 
@@ -41,9 +42,14 @@ class AveragedWeightsForValidation(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._raw = None
+        self._training = False
 
     def on_train_begin(self, logs=None):
         self._raw = None
+        self._training = True
+
+    def on_train_end(self, logs=None):
+        self._training = False
 
     def on_test_begin(self, logs=None):
         optimizer = self.model.optimizer
@@ -58,7 +64,14 @@ class AveragedWeightsForValidation(keras.callbacks.Callback):
             for variable in variables:
                 variable.assign(keras.ops.convert_to_numpy(variable))
 
+    def on_test_end(self, logs=None):
+        if not self._training:  # a standalone evaluate: nothing to keep
+            self._restore_raw()
+
     def on_epoch_begin(self, epoch, logs=None):
+        self._restore_raw()
+
+    def _restore_raw(self):
         if self._raw is not None:
             for variable, value in zip(self.model.trainable_variables, self._raw):
                 variable.assign(value)

@@ -89,6 +89,25 @@ def test_early_stopping_keeps_and_restores_the_best_average():
     )
 
 
+def test_standalone_evaluate_sees_the_average_and_leaves_the_raw_weights():
+    model = _model()
+    _fit(model, [], epochs=3)  # Keras leaves the average in the model.
+    average = model.get_weights()
+    # Keras' own hand-over shares the averages' arrays with the weights on
+    # JAX, whose evaluate would then donate (delete) them: fresh copies.
+    model.set_weights(average)
+    average_loss = model.evaluate(X, Y, verbose=0)
+    raw = [w + 0.5 for w in average]  # As if training had gone on.
+    model.set_weights(raw)
+    loss = model.evaluate(
+        X, Y, verbose=0, callbacks=[AveragedWeightsForValidation()]
+    )
+    assert loss == pytest.approx(average_loss, rel=1e-6)
+    assert loss != pytest.approx(model.evaluate(X, Y, verbose=0), rel=1e-3)
+    for a, b in zip(model.get_weights(), raw):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_without_use_ema_nothing_changes():
     model, record = _model(use_ema=False), Record()
     _fit(model, [AveragedWeightsForValidation(), record], epochs=2)
