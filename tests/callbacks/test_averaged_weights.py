@@ -99,9 +99,7 @@ def test_standalone_evaluate_sees_the_average_and_leaves_the_raw_weights():
     average_loss = model.evaluate(X, Y, verbose=0)
     raw = [w + 0.5 for w in average]  # As if training had gone on.
     model.set_weights(raw)
-    loss = model.evaluate(
-        X, Y, verbose=0, callbacks=[AveragedWeightsForValidation()]
-    )
+    loss = model.evaluate(X, Y, verbose=0, callbacks=[AveragedWeightsForValidation()])
     assert loss == pytest.approx(average_loss, rel=1e-6)
     assert loss != pytest.approx(model.evaluate(X, Y, verbose=0), rel=1e-3)
     for a, b in zip(model.get_weights(), raw):
