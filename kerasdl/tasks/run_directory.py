@@ -32,6 +32,9 @@ CHECKPOINTS = "checkpoints"
 FINAL_CHECKPOINT = "final.npz"
 
 
+_ABSENT = object()  # a recorded setting that is missing and has no default
+
+
 class WorkdirBusyError(UsageError):
     """Another live process holds the workdir's lock."""
 
@@ -256,20 +259,27 @@ class RunDirectory:
         weights (a run that `open` would start afresh).
 
         Every field of `config` but those in `ignore` (where the run exported,
-        how it printed) must equal the recorded one.
+        how it printed) must equal the recorded one. A field the record lacks
+        (added to the config after that run) counts as its default, which keeps
+        the behaviour of before the field existed.
         """
         record = self.read_record()
         saved = record.get("config") or {}
         current = _plain(dataclasses.asdict(config))
+        defaults = {
+            f.name: _plain(f.default)
+            for f in dataclasses.fields(config)
+            if f.default is not dataclasses.MISSING
+        }
         return (
             self.phase == "published"
             and record.get("recipe") == (recipe or self.recipe)
             and all(
-                saved.get(name) == value
+                saved.get(name, defaults.get(name, _ABSENT)) == value
                 for name, value in current.items()
                 if name not in ignore
             )
-            and set(saved) == set(current)
+            and set(saved) <= set(current)
             and os.path.exists(self.final_checkpoint)
         )
 

@@ -2,10 +2,13 @@
 
 import json
 import math
+from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from kerasdl.models import RNNLanguageModel
 from kerasdl.recipes import RECIPES
@@ -269,6 +272,63 @@ def test_mixture_averages_the_two_models_probabilities():
         task.mixture_cross_entropy(neural, ngram, 1.5)
 
 
+def _all_layers(layer, seen=None):
+    """`layer` and every layer its attributes hold, however deep."""
+    seen = set() if seen is None else seen
+    if id(layer) in seen:
+        return []
+    seen.add(id(layer))
+    found = [layer]
+    for value in vars(layer).values():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, keras.layers.Layer):
+                found += _all_layers(item, seen)
+    return found
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"model": "lstm_lm", "units": 8, "embedding_dim": 4},
+        {
+            "model": "transformer_lm",
+            "hidden_dim": 8,
+            "num_heads": 2,
+            "intermediate_dim": 16,
+        },
+    ],
+    ids=["lstm", "transformer"],
+)
+def test_mixed_policy_builds_in_it_and_measures_a_float32_copy(overrides):
+    config = task.LanguageModelingConfig(
+        sequence_length=8, num_layers=1, dtype_policy="mixed_bfloat16", **overrides
+    )
+    data = SimpleNamespace(vocabulary=SimpleNamespace(size=11))
+    with task.dtype_policy(config.dtype_policy):
+        model = task.build_model(config, data)
+        task.build(model)
+    assert keras.config.dtype_policy().name == "float32"  # Set back.
+    assert {layer.compute_dtype for layer in _all_layers(model)} == {"bfloat16"}
+    assert {v.dtype for v in model.weights} == {"float32"}
+
+    copy = task.in_float32(model, config, data)
+    assert {layer.compute_dtype for layer in _all_layers(copy)} == {"float32"}
+    for a, b in zip(copy.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    tokens = np.random.default_rng(0).integers(0, 11, size=(2, 8))
+    logits, exact = model(tokens), copy(tokens)
+    assert logits.dtype == exact.dtype == "float32"
+    np.testing.assert_allclose(logits, exact, atol=0.05)  # bfloat16's 8 bits
+    assert task.in_float32(copy, config, data) is copy
+
+
+def test_dtype_policy_is_set_back_when_building_fails():
+    with pytest.raises(RuntimeError), task.dtype_policy("mixed_bfloat16"):
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        raise RuntimeError("building failed")
+    assert keras.config.dtype_policy().name == "float32"
+
+
 def _train_tiny(recipe, name, tmp_path, capsys, *flags):
     """Runs `recipe` for one tiny epoch; returns its export's model card."""
     tiny = "--epochs 1 --units 8 --embedding-dim 4 --batch-size 128 --verbose 0"
@@ -312,6 +372,44 @@ def test_char_lstm_trains_evaluates_samples_and_exports(tmp_path, capsys):
     )
     assert [s["prompt"] for s in card["samples"]] == list(task.PROMPTS)
     assert all(len(s["sampled"]) == 5 for s in card["samples"])
+
+
+@pytest.mark.large  # one tiny epoch over the whole book, evaluation and export: ~1 min
+def test_char_lstm_trains_under_mixed_bfloat16_and_exports_float32(tmp_path, capsys):
+    from kerasdl.recipes import char_lstm
+
+    card = _train_tiny(
+        char_lstm, "char_lstm", tmp_path, capsys, "--dtype-policy", "mixed_bfloat16"
+    )
+    assert card["config"]["dtype_policy"] == "mixed_bfloat16"
+    size = card["dataset"]["vocabulary_size"]
+    assert 1.0 < card["metrics"]["validation_perplexity"] < size
+    export_dir = tmp_path / "models" / "char_lstm" / "1"
+    saved = saved_model_pb2.SavedModel.FromString(
+        (export_dir / "saved_model.pb").read_bytes()
+    )
+    bfloat16 = tf.bfloat16.as_datatype_enum
+    computing_in_bfloat16 = [
+        node.name
+        for function in saved.meta_graphs[0].graph_def.library.function
+        for node in function.node_def
+        if any(value.type == bfloat16 for value in node.attr.values())
+    ]
+    assert not computing_in_bfloat16  # The export computes in float32.
+    reader = tf.train.load_checkpoint(str(export_dir / "variables" / "variables"))
+    dtypes = {
+        dtype
+        for name, dtype in reader.get_variable_to_dtype_map().items()
+        if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH")
+    }
+    assert dtypes == {tf.float32}, dtypes  # No bfloat16 copies in the export.
+    exported = tf.saved_model.load(str(export_dir))
+    text = "The Time Traveller"
+    scored = exported.signatures["score"](text=tf.constant([text]))
+    per_token = float(scored["negative_log_likelihood"][0]) / float(
+        scored["num_predicted"][0]
+    )
+    assert 0.0 < per_token < math.log(size)
 
 
 @pytest.mark.large  # one tiny stateful epoch over the whole book and export: ~1 min

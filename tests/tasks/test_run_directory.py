@@ -124,6 +124,22 @@ def test_holds_published_only_for_the_same_settings_and_final_weights(tmp_path):
     assert not reader.holds_published(Config())
 
 
+@dataclasses.dataclass
+class NewerConfig(Config):
+    dtype_policy: str = "float32"  # A setting added after the run was recorded.
+
+
+def test_a_setting_the_record_lacks_counts_as_its_default(tmp_path):
+    with RunDirectory(tmp_path, recipe="r") as run_dir:
+        run_dir.check_resume(Config())
+        os.makedirs(run_dir.checkpoints)
+        (tmp_path / "checkpoints" / "final.npz").write_bytes(b"x")
+        run_dir.mark_published("saved_models/r/1")
+    reader = RunDirectory(tmp_path, recipe="r", writer=False)
+    assert reader.holds_published(NewerConfig())
+    assert not reader.holds_published(NewerConfig(dtype_policy="mixed_bfloat16"))
+
+
 def test_a_corrupt_record_is_one_clear_error(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(UsageError, match="run.json is unreadable.*--restart"):
