@@ -50,19 +50,30 @@ class AveragedWeightsForValidation(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._training = False
+        # Keras has just written the average into the weights (`fit` ends with
+        # `finalize_variable_values`), sharing the averages' arrays on JAX: a
+        # second `fit` would then donate them twice and fail. Copy them apart.
+        if self._uses_ema():
+            self._unshare()
 
-    def on_test_begin(self, logs=None):
+    def _uses_ema(self):
         optimizer = self.model.optimizer
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # loss scaling
-        if self._raw is None and getattr(optimizer, "use_ema", False):
+        return getattr(optimizer, "use_ema", False)
+
+    def _unshare(self):
+        for variable in self.model.trainable_variables:
+            variable.assign(keras.ops.convert_to_numpy(variable))
+
+    def on_test_begin(self, logs=None):
+        if self._raw is None and self._uses_ema():
             variables = self.model.trainable_variables
             self._raw = [keras.ops.convert_to_numpy(v) for v in variables]
             # Copies the averages into these variables (public API)...
             self.model.optimizer.finalize_variable_values(variables)
             # ...sharing the averages' arrays on JAX, which the next training
             # step would donate twice: give each variable its own copy.
-            for variable in variables:
-                variable.assign(keras.ops.convert_to_numpy(variable))
+            self._unshare()
 
     def on_test_end(self, logs=None):
         if not self._training:  # a standalone evaluate: nothing to keep

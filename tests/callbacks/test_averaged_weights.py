@@ -106,6 +106,18 @@ def test_standalone_evaluate_sees_the_average_and_leaves_the_raw_weights():
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_model_trains_on_after_fit_ends():
+    # On JAX, Keras' own end of `fit` leaves the weights sharing the averages'
+    # arrays, and a second `fit` failed ("Buffer has been deleted or donated").
+    model = _model()
+    _fit(model, [AveragedWeightsForValidation()], epochs=2)
+    history = _fit(model, [AveragedWeightsForValidation()], epochs=2)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert model.evaluate(X, Y, verbose=0) == pytest.approx(
+        history.history["val_loss"][-1], rel=1e-5
+    )
+
+
 def test_without_use_ema_nothing_changes():
     model, record = _model(use_ema=False), Record()
     _fit(model, [AveragedWeightsForValidation(), record], epochs=2)
