@@ -7,8 +7,9 @@ Run:
 
 What is timed: `train_on_batch` on one real batch of *The Time Machine*
 (the recipe's own pipeline, batch size and sequence length), the model, optimizer
-(clipping, moving average) and loss exactly as `kerasdl train <recipe>` compiles
-them, built under each `--policies` entry (`--dtype-policy` of the recipes).
+(clipping, moving average) and loss as `kerasdl train <recipe>` builds and
+compiles them (`language_modeling.build_for_training`) with each `--policies`
+entry as its `--dtype-policy`.
 Each side first takes a few untimed steps (tracing); then the sides are timed in
 turn, `--steps` steps each, rotating who goes first, `--repeats` times, and the
 median milliseconds per step are reported with the ratio to the first policy, so
@@ -29,26 +30,21 @@ import time
 CHAR_RECIPES = "char_rnn,char_gru,char_lstm,char_lstm_deep,char_transformer"
 
 
-def build_side(recipe: str, policy: str, data):
-    from kerasdl.tasks import language_modeling as task
-
-    config = importlib.import_module(f"kerasdl.recipes.{recipe}").CONFIG
-    with task.dtype_policy(policy):
-        model = task.build_model(config, data, name=recipe)
-        task.build(model)
-        fit_model, _ = task.training_model(model, config)
-        task.compile_model(fit_model, config, steps_per_epoch=100)
-    return fit_model
-
-
 def time_recipe(recipe: str, policies: list[str], steps: int, repeats: int):
+    import dataclasses
+
     from kerasdl.tasks import language_modeling as task
 
     config = importlib.import_module(f"kerasdl.recipes.{recipe}").CONFIG
     data = task.load_data(config)
     x, y = next(iter(data.train))
     x, y = x.numpy(), y.numpy()
-    sides = {policy: build_side(recipe, policy, data) for policy in policies}
+    sides = {
+        policy: task.build_for_training(
+            dataclasses.replace(config, dtype_policy=policy), data, name=recipe
+        )[1]
+        for policy in policies
+    }
     for model in sides.values():
         for _ in range(3):
             model.train_on_batch(x, y)

@@ -302,6 +302,19 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
+def build_for_training(config: LanguageModelingConfig, data, name=None):
+    """`(model, fit_model, callbacks)` as `run` trains them: built under
+    `config.dtype_policy`, `fit_model` (the model, or its stateful trainer)
+    compiled for the data's steps per epoch."""
+    with dtype_policy(config.dtype_policy):
+        model = build_model(config, data, name=name)
+        build(model)
+        fit_model, callbacks = training_model(model, config)
+        steps_per_epoch = int(data.train.cardinality())
+        compile_model(fit_model, config, steps_per_epoch=steps_per_epoch)
+    return model, fit_model, callbacks
+
+
 def in_float32(model, config: LanguageModelingConfig, data, name=None):
     """`model` if it computes in float32, else the same model built in float32
     with its weights (kept in float32 under every mixed policy)."""
@@ -660,12 +673,7 @@ def run(
         steps.remove_stale_exports(base_dir)
         training.set_seed(config.seed)
         data = load_data(config)
-        with dtype_policy(config.dtype_policy):
-            model = build_model(config, data, name=recipe)
-            build(model)
-            fit_model, callbacks = training_model(model, config)
-            steps_per_epoch = int(data.train.cardinality())
-            compile_model(fit_model, config, steps_per_epoch=steps_per_epoch)
+        model, fit_model, callbacks = build_for_training(config, data, name=recipe)
         steps.check_space(run_dir, config.output, model)
         fitted = fit(
             fit_model,
