@@ -93,6 +93,7 @@ class RNNLanguageModel(keras.Model):
         dropout=0.0,
         recurrent_dropout=0.0,
         variational_dropout=False,
+        weight_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,7 +112,16 @@ class RNNLanguageModel(keras.Model):
             raise ValueError(
                 f"`cell` must be one of {', '.join(CELLS)}. Received: cell={cell!r}"
             )
-        check_rates(dropout=dropout, recurrent_dropout=recurrent_dropout)
+        check_rates(
+            dropout=dropout,
+            recurrent_dropout=recurrent_dropout,
+            weight_dropout=weight_dropout,
+        )
+        if weight_dropout and cell != "lstm":
+            raise ValueError(
+                "`weight_dropout` (DropConnect on the recurrent kernel) is "
+                f"implemented for cell='lstm' only. Received: cell={cell!r}"
+            )
         self.vocabulary_size = vocabulary_size
         self.cell = cell
         self.units = units
@@ -120,6 +130,8 @@ class RNNLanguageModel(keras.Model):
         self.dropout = float(dropout)
         self.recurrent_dropout = float(recurrent_dropout)
         self.variational_dropout = variational_dropout
+        self.weight_dropout = float(weight_dropout)
+        extra = {"weight_dropout": self.weight_dropout} if cell == "lstm" else {}
 
         # Layers.
         self.embedding = keras.layers.Embedding(
@@ -129,6 +141,7 @@ class RNNLanguageModel(keras.Model):
             CELLS[cell](
                 units,
                 recurrent_dropout=self.recurrent_dropout,
+                **extra,
                 return_sequences=True,
                 return_state=True,
                 name=f"{cell}_{i}",
@@ -197,6 +210,7 @@ class RNNLanguageModel(keras.Model):
                 "dropout": self.dropout,
                 "recurrent_dropout": self.recurrent_dropout,
                 "variational_dropout": self.variational_dropout,
+                "weight_dropout": self.weight_dropout,
             }
         )
         return config

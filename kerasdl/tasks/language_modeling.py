@@ -117,6 +117,9 @@ class LanguageModelingConfig:
     recurrent_dropout: float = fields.fraction(
         0.0, "RNN dropout on the recurrent state"
     )
+    weight_dropout: float = fields.fraction(
+        0.0, "LSTM: DropConnect on the recurrent kernel, one mask per batch"
+    )
     variational_dropout: bool = field(
         default=False,
         metadata={
@@ -205,6 +208,12 @@ def check_config(config: LanguageModelingConfig) -> None:
             "language model; the Transformer's dropout has no such option. "
             f"Received: model={config.model}"
         )
+    if config.weight_dropout and config.model != "lstm_lm":
+        raise UsageError(
+            "--weight-dropout drops entries of an LSTM's recurrent kernel "
+            "(DropConnect); it needs --model lstm_lm. "
+            f"Received: model={config.model}"
+        )
     if config.model == "transformer_lm" and config.hidden_dim % config.num_heads:
         raise UsageError(
             f"--num-heads {config.num_heads} must divide --hidden-dim "
@@ -259,6 +268,7 @@ def build_model(config: LanguageModelingConfig, data, name=None):
                 dropout=config.dropout,
                 recurrent_dropout=config.recurrent_dropout,
                 variational_dropout=config.variational_dropout,
+                weight_dropout=config.weight_dropout,
                 name=name,
             )
     except ValueError as error:

@@ -110,6 +110,31 @@ def test_variational_dropout_drops_the_same_features_at_every_step():
         small("lstm", variational_dropout="yes")
 
 
+def test_weight_dropout_reaches_every_lstm_layer_and_round_trips(tmp_path):
+    model = small("lstm", weight_dropout=0.3)
+    assert [layer.weight_dropout for layer in model.recurrent_layers] == [0.3, 0.3]
+    inference = ops.convert_to_numpy(model(TOKENS))
+    assert not np.allclose(
+        ops.convert_to_numpy(model(TOKENS, training=True)), inference
+    )
+    path = str(tmp_path / "lm.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    assert loaded.recurrent_layers[0].weight_dropout == 0.3
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(loaded(TOKENS)), inference, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "gru"])
+def test_weight_dropout_is_refused_for_other_cells(cell):
+    with pytest.raises(ValueError, match="implemented for cell='lstm' only"):
+        small(cell, weight_dropout=0.3)
+    with pytest.raises(ValueError, match="`weight_dropout` must be a float in"):
+        small("lstm", weight_dropout=1.5)
+
+
 @pytest.mark.parametrize("cell", ["simple_rnn", "gru", "lstm"])
 def test_recurrent_dropout_is_active_in_training_only(cell):
     model = small(cell, recurrent_dropout=0.5)

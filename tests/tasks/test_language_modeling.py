@@ -60,6 +60,8 @@ def test_bad_values_are_refused_before_any_work(tmp_path, capsys):
         ("--stateful --sampling sequential --model transformer_lm", "needs an RNN"),
         ("--warmup-steps 10", "needs --lr-schedule cosine"),
         ("--variational-dropout --model transformer_lm", "one dropout mask per"),
+        ("--weight-dropout 0.3 --model transformer_lm", "it needs --model lstm_lm"),
+        ("--weight-dropout 0.3 --model gru_lm", "it needs --model lstm_lm"),
     ],
 )
 def test_stateful_and_warmup_need_their_companions(tmp_path, capsys, flags, message):
@@ -69,9 +71,10 @@ def test_stateful_and_warmup_need_their_companions(tmp_path, capsys, flags, mess
         lr_schedule="constant",
         stateful="--stateful" in flags,
         sampling="sequential" if "sequential" in flags else "random",
-        model="transformer_lm" if "transformer" in flags else "lstm_lm",
+        model=next((m for m in ("transformer_lm", "gru_lm") if m in flags), "lstm_lm"),
         warmup_steps=10 if "warmup" in flags else 0,
         variational_dropout="--variational-dropout" in flags,
+        weight_dropout=0.3 if "--weight-dropout" in flags else 0.0,
     )
     with pytest.raises(UsageError, match=message) as error:
         task.check_config(config)
@@ -108,6 +111,16 @@ def test_variational_dropout_reaches_the_rnn():
     assert not task.build_model(
         task.LanguageModelingConfig(units=4), data
     ).variational_dropout
+
+
+def test_weight_dropout_reaches_the_lstm_layers():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(vocabulary=SimpleNamespace(size=9))
+    config = task.LanguageModelingConfig(units=4, num_layers=2, weight_dropout=0.25)
+    model = task.build_model(config, data)
+    assert model.weight_dropout == 0.25
+    assert {layer.weight_dropout for layer in model.recurrent_layers} == {0.25}
 
 
 def test_ema_momentum_reaches_the_optimizer_and_adds_the_callback():

@@ -188,8 +188,20 @@ class LSTM(keras.layers.LSTM):
     0.8x PyTorch's oneDNN `nn.LSTM`; without XLA 4-12% faster, on JAX no
     faster (`benchmarks/language_model.py`).
 
+    One addition: `weight_dropout`, DropConnect on the recurrent kernel
+    (Wan et al. 2013; the "weight-dropped LSTM" of Merity et al.'s AWD-LSTM):
+    in training, one dropout mask over `recurrent_kernel` per call, the same
+    for every step and every row of the batch, so it regularizes the
+    recurrence without a per-step mask and costs one elementwise product per
+    batch. It runs on the fast path only (a training call that needs Keras'
+    path raises a `ValueError` naming why) and is off (0) by default, where
+    the layer is `keras.layers.LSTM`'s function exactly.
+
     Args:
         units: Positive integer, dimensionality of the output space.
+        weight_dropout: Float in [0, 1), the fraction of the recurrent
+            kernel's entries dropped in training (the rest scaled by
+            `1 / (1 - weight_dropout)`). Defaults to `0.0`.
         **kwargs: every other argument of `keras.layers.LSTM`, with its
             defaults.
 
@@ -204,21 +216,80 @@ class LSTM(keras.layers.LSTM):
     ```python
     layer = kerasdl.layers.LSTM(256, return_sequences=True, return_state=True)
     outputs, h, c = layer(x)  # (batch, time, 256), (batch, 256), (batch, 256)
+    # A recurrent kernel with 30% of its entries dropped per training batch:
+    regularized = kerasdl.layers.LSTM(256, weight_dropout=0.3)
     ```
     """
+
+    def __init__(self, units, weight_dropout=0.0, **kwargs):
+        super().__init__(units, **kwargs)
+        if (
+            isinstance(weight_dropout, bool)
+            or not isinstance(weight_dropout, (int, float))
+            or not 0.0 <= weight_dropout < 1.0
+        ):
+            raise ValueError(
+                "`weight_dropout` must be a float in [0, 1). "
+                f"Received: weight_dropout={weight_dropout!r}"
+            )
+        self.weight_dropout = float(weight_dropout)
+        if self.weight_dropout:
+            cell = self.cell
+            conflicts = {
+                "dropout": (cell.dropout, 0.0),
+                "recurrent_dropout": (cell.recurrent_dropout, 0.0),
+                "go_backwards": (self.go_backwards, False),
+                "unroll": (self.unroll, False),
+                "stateful": (self.stateful, False),
+                "use_bias": (cell.use_bias, True),
+                "use_cudnn": (self.use_cudnn is True, False),
+                "activation": (cell.activation is keras.activations.tanh, True),
+                "recurrent_activation": (
+                    cell.recurrent_activation is keras.activations.sigmoid,
+                    True,
+                ),
+            }
+            wrong = [name for name, (value, ok) in conflicts.items() if value != ok]
+            if wrong:
+                raise ValueError(
+                    "`weight_dropout` runs on kerasdl's fused LSTM path, which "
+                    "needs `dropout=0`, `recurrent_dropout=0`, `go_backwards=False`, "
+                    "`unroll=False`, `stateful=False`, `use_bias=True`, "
+                    "`use_cudnn` not True and the default activations. "
+                    f"Received other values for: {', '.join(wrong)}"
+                )
 
     def _fast_path(self, mask, training):
         return fast_path_applies(self, mask, training)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if not self._fast_path(mask, training):
+            if training and self.weight_dropout:
+                raise ValueError(
+                    f"`weight_dropout` of {self.name} runs on kerasdl's fused LSTM "
+                    "path only, which takes no mask (and, on TensorFlow, no GPU, "
+                    "where Keras uses cuDNN). Received a training call with "
+                    f"mask={'a tensor' if mask is not None else None}"
+                )
             return super().inner_loop(sequences, initial_state, mask, training)
         dtype = sequences.dtype
         kernel = ops.cast(self.cell.kernel, dtype)
         recurrent_kernel = ops.cast(self.cell.recurrent_kernel, dtype)
+        if training and self.weight_dropout:
+            recurrent_kernel = keras.random.dropout(
+                # The cell's own dropout is off here: its seed is free.
+                recurrent_kernel,
+                self.weight_dropout,
+                seed=self.cell.seed_generator,
+            )
         bias = ops.cast(self.cell.bias, dtype)
         h0, c0 = initial_state
         # (time, batch, features) @ (features, 4 * units): all steps at once.
         projected = ops.matmul(ops.transpose(sequences, (1, 0, 2)), kernel)
         hs, h, c = lstm_sequence(projected, h0, c0, recurrent_kernel, bias)
         return h, ops.transpose(hs, (1, 0, 2)), [h, c]
+
+    def get_config(self):
+        config = super().get_config()
+        config["weight_dropout"] = self.weight_dropout
+        return config

@@ -22,9 +22,9 @@ BACKEND = keras.backend.backend()
 BATCH, TIME, FEATURES, UNITS = 3, 5, 4, 6
 
 
-def _pair(**kwargs):
+def _pair(weight_dropout=0.0, **kwargs):
     """A kerasdl LSTM and a keras LSTM holding the same (non-trivial) weights."""
-    layer = kl.LSTM(UNITS, **kwargs)
+    layer = kl.LSTM(UNITS, weight_dropout=weight_dropout, **kwargs)
     reference = keras.layers.LSTM(UNITS, **kwargs)
     layer.build((None, None, FEATURES))
     reference.build((None, None, FEATURES))
@@ -252,13 +252,146 @@ def test_mixed_precision_equals_keras():
 def test_config_equals_keras_and_round_trips():
     kwargs = {"return_sequences": True, "return_state": True, "dropout": 0.1}
     layer, reference = _pair(name="lstm", **kwargs)
-    assert layer.get_config() == reference.get_config()
+    assert layer.get_config() == {**reference.get_config(), "weight_dropout": 0.0}
     revived = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer)
     )
     assert type(revived) is kl.LSTM
     assert revived.get_config() == layer.get_config()
     assert keras.saving.get_registered_name(kl.LSTM) == "kerasdl>LSTM"
+
+
+def test_weight_dropout_is_off_outside_training():
+    layer, reference = _pair(weight_dropout=0.5, return_sequences=True)
+    x, _, _ = _inputs()
+    for training in (False, None):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(layer(x, training=training)),
+            ops.convert_to_numpy(reference(x)),
+            atol=1e-5,
+        )
+
+
+def test_weight_dropout_equals_keras_with_the_dropped_recurrent_kernel():
+    layer, reference = _pair(weight_dropout=0.4, seed=7, return_sequences=True)
+    x, h0, c0 = _inputs()
+    generator = layer.cell.seed_generator
+    state = ops.convert_to_numpy(generator.state)
+    actual = ops.convert_to_numpy(layer(x, initial_state=[h0, c0], training=True))
+    # The same draw again, from the same generator state.
+    generator.state.assign(state)
+    dropped = keras.random.dropout(layer.cell.recurrent_kernel, 0.4, seed=generator)
+    dropped = ops.convert_to_numpy(dropped)
+    kept = dropped != 0
+    assert 0.45 < kept.mean() < 0.75  # (6, 24) entries, 60% kept on average
+    np.testing.assert_allclose(
+        dropped[kept],
+        ops.convert_to_numpy(layer.cell.recurrent_kernel)[kept] / 0.6,
+        rtol=1e-6,
+    )
+    kernel, _, bias = reference.get_weights()
+    reference.set_weights([kernel, dropped, bias])
+    expected = ops.convert_to_numpy(reference(x, initial_state=[h0, c0]))
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+    # A new mask on the next training call.
+    again = ops.convert_to_numpy(layer(x, initial_state=[h0, c0], training=True))
+    assert np.abs(again - actual).max() > 1e-3
+
+
+def test_weight_dropout_gradient_is_zero_where_dropped():
+    keras.utils.set_random_seed(3)
+    layer = kl.LSTM(32, weight_dropout=0.5, return_sequences=True)
+    x = np.random.default_rng(0).normal(size=(4, 6, FEATURES)).astype("float32")
+    layer.build(x.shape)
+    values = [
+        ops.convert_to_tensor(ops.convert_to_numpy(w))
+        for w in layer.trainable_variables
+    ]
+    frozen = [ops.convert_to_numpy(w) for w in layer.non_trainable_variables]
+
+    def loss(values):
+        outputs, _ = layer.stateless_call(values, frozen, x, training=True)
+        return ops.sum(ops.square(outputs))
+
+    if BACKEND == "jax":
+        import jax
+
+        grads = jax.grad(loss)(values)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            total = loss(values)
+        grads = tape.gradient(total, values)
+    d_recurrent = ops.convert_to_numpy(grads[1])
+    zero = np.mean(d_recurrent == 0.0)
+    assert 0.4 < zero < 0.6  # 32 x 128 entries, half dropped
+    assert np.all(ops.convert_to_numpy(grads[0]) != 0.0)  # the input kernel is not
+
+
+@pytest.mark.parametrize(
+    "jit_compile", [False, True] if BACKEND == "tensorflow" else ["auto"]
+)
+def test_weight_dropout_trains_in_fit(jit_compile):
+    tokens = np.random.default_rng(0).integers(0, 10, size=(32, 1)) + np.arange(9)
+    tokens = (tokens % 10).astype("int32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(10, 8),
+            kl.LSTM(16, weight_dropout=0.3, return_sequences=True),
+            keras.layers.Dense(10),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(3e-2),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=jit_compile,
+    )
+    history = model.fit(tokens[:, :-1], tokens[:, 1:], epochs=15, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"weight_dropout": 1.0},
+        {"weight_dropout": -0.1},
+        {"weight_dropout": True},
+        {"weight_dropout": "0.3"},
+    ],
+)
+def test_weight_dropout_rejects_bad_rates(kwargs):
+    with pytest.raises(ValueError, match="`weight_dropout` must be a float in"):
+        kl.LSTM(4, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"dropout": 0.1}, "dropout"),
+        ({"recurrent_dropout": 0.1}, "recurrent_dropout"),
+        ({"go_backwards": True}, "go_backwards"),
+        ({"unroll": True}, "unroll"),
+        ({"stateful": True}, "stateful"),
+        ({"use_bias": False}, "use_bias"),
+        ({"activation": "relu"}, "activation"),
+    ],
+)
+def test_weight_dropout_refuses_settings_of_keras_path(kwargs, name):
+    with pytest.raises(ValueError, match=f"Received other values for: {name}$"):
+        kl.LSTM(4, weight_dropout=0.3, **kwargs)
+
+
+def test_weight_dropout_refuses_a_mask_in_training():
+    layer = kl.LSTM(4, weight_dropout=0.3)
+    x, _, _ = _inputs()
+    mask = np.ones((BATCH, TIME), bool)
+    layer(x, mask=mask)  # inference: Keras' path, no weight dropout to apply
+    with pytest.raises(ValueError, match="takes no mask"):
+        layer(x, mask=mask, training=True)
 
 
 def test_same_weight_names_as_keras():
