@@ -280,7 +280,8 @@ def test_weight_dropout_equals_keras_with_the_dropped_recurrent_kernel():
     actual = ops.convert_to_numpy(layer(x, initial_state=[h0, c0], training=True))
     # The same draw again, from the same generator state.
     generator.state.assign(state)
-    dropped = keras.random.dropout(layer.cell.recurrent_kernel, 0.4, seed=generator)
+    recurrent_kernel = ops.convert_to_tensor(layer.cell.recurrent_kernel)
+    dropped = keras.random.dropout(recurrent_kernel, 0.4, seed=generator)
     dropped = ops.convert_to_numpy(dropped)
     kept = dropped != 0
     assert 0.45 < kept.mean() < 0.75  # (6, 24) entries, 60% kept on average
