@@ -13,6 +13,25 @@ def _has_accelerator(backend):
     return not all(str(d).lower().startswith("cpu") for d in devices)
 
 
+def settings_off_the_fast_path(layer):
+    """Names of a recurrent `layer`'s settings that keep it on Keras' path.
+
+    Whatever the call: `go_backwards`, `unroll`, `stateful`, no bias, other
+    activations than `tanh`/`sigmoid`, `use_cudnn=True`. Empty when none.
+    """
+    cell = layer.cell
+    ok = {
+        "go_backwards": not layer.go_backwards,
+        "unroll": not layer.unroll,
+        "stateful": not layer.stateful,
+        "use_bias": cell.use_bias,
+        "activation": cell.activation is keras.activations.tanh,
+        "recurrent_activation": cell.recurrent_activation is keras.activations.sigmoid,
+        "use_cudnn": layer.use_cudnn is not True,
+    }
+    return [name for name, holds in ok.items() if not holds]
+
+
 def fast_path_applies(layer, mask, training):
     """True when a Keras recurrent `layer` (LSTM or GRU) can take the fused path.
 
@@ -26,13 +45,7 @@ def fast_path_applies(layer, mask, training):
         backend in ("tensorflow", "jax")
         and mask is None
         and (not dropout or training is None or training is False)
-        and not layer.go_backwards
-        and not layer.unroll
-        and not layer.stateful
-        and cell.use_bias
-        and cell.activation is keras.activations.tanh
-        and cell.recurrent_activation is keras.activations.sigmoid
-        and layer.use_cudnn is not True
+        and not settings_off_the_fast_path(layer)
         and not (
             backend == "tensorflow"
             and layer.use_cudnn == "auto"
@@ -234,22 +247,11 @@ class LSTM(keras.layers.LSTM):
             )
         self.weight_dropout = float(weight_dropout)
         if self.weight_dropout:
-            cell = self.cell
-            conflicts = {
-                "dropout": (cell.dropout, 0.0),
-                "recurrent_dropout": (cell.recurrent_dropout, 0.0),
-                "go_backwards": (self.go_backwards, False),
-                "unroll": (self.unroll, False),
-                "stateful": (self.stateful, False),
-                "use_bias": (cell.use_bias, True),
-                "use_cudnn": (self.use_cudnn is True, False),
-                "activation": (cell.activation is keras.activations.tanh, True),
-                "recurrent_activation": (
-                    cell.recurrent_activation is keras.activations.sigmoid,
-                    True,
-                ),
-            }
-            wrong = [name for name, (value, ok) in conflicts.items() if value != ok]
+            wrong = [
+                name
+                for name in ("dropout", "recurrent_dropout")
+                if getattr(self.cell, name)
+            ] + settings_off_the_fast_path(self)
             if wrong:
                 raise ValueError(
                     "`weight_dropout` runs on kerasdl's fused LSTM path, which "
