@@ -66,4 +66,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/layers.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check kerasdl recipes tests benchmarks
+	$(PY) -m ruff check kerasdl tests benchmarks
