@@ -24,4 +24,5 @@ from kerasdl.data.timemachine import (
     LanguageModelingDataset,  # noqa: F401
     Vocabulary,  # noqa: F401
     load_language_modeling_dataset,  # noqa: F401
+    soft_target_batches,  # noqa: F401
 )

@@ -314,6 +314,64 @@ def _in_order_batches(stream, num_tokens, sequence_length, batch_size):
     return dataset.map(lambda starts: _windows(stream, starts, sequence_length))
 
 
+def soft_target_batches(data, probabilities, weight, seed=0):
+    """`data.train`'s batches with distributions for targets (distillation).
+
+    The windows are those `data.train` draws with the same `seed` (identical
+    inputs, batch by batch and epoch by epoch); each target is
+    `weight * probabilities[i] + (1 - weight) * one_hot(data.train_ids[i + 1])`
+    for the window's input position `i`.
+
+    Args:
+        data: a `LanguageModelingDataset`.
+        probabilities: float32 `(len(data.train_ids) - 1, vocabulary size)`: row
+            `i` a next-token distribution after `data.train_ids[: i + 1]` (a
+            teacher's).
+        weight: the share of `probabilities` in each target, in [0, 1].
+        seed: the seed `data` was loaded with. Defaults to `0`.
+
+    Returns:
+        A `tf.data.Dataset` of `(inputs, targets)`: int32 `(batch_size,
+        sequence_length)` and float32 `(batch_size, sequence_length, vocabulary
+        size)`.
+
+    Example:
+
+    ```python
+    data = load_language_modeling_dataset(sequence_length=32, batch_size=16)
+    uniform = np.full((len(data.train_ids) - 1, data.vocabulary.size),
+                      1 / data.vocabulary.size, "float32")
+    train = soft_target_batches(data, uniform, 0.1)  # label smoothing
+    ```
+    """
+    size = data.vocabulary.size
+    count = len(data.train_ids)
+    if np.shape(probabilities) != (count - 1, size):
+        raise ValueError(
+            "probabilities must have shape (len(train_ids) - 1, vocabulary size) = "
+            f"{(count - 1, size)}; got {np.shape(probabilities)}"
+        )
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must be in [0, 1]; got {weight}")
+    batches = _random_batches if data.sampling == "random" else _sequential_batches
+    positions = batches(
+        tf.range(count, dtype=tf.int32),
+        count,
+        data.sequence_length,
+        data.batch_size,
+        seed,
+    )
+    ids = tf.constant(data.train_ids, tf.int32)
+    teacher = tf.constant(probabilities, tf.float32)
+
+    def soft_targets(input_positions, target_positions):
+        observed = tf.one_hot(tf.gather(ids, target_positions), size)
+        targets = weight * tf.gather(teacher, input_positions) + (1 - weight) * observed
+        return tf.gather(ids, input_positions), targets
+
+    return positions.map(soft_targets)
+
+
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(

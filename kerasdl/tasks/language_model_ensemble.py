@@ -170,7 +170,6 @@ def train_member(name, config, workdir, *, restart=False):
     A workdir that holds a published run of the same settings is reused: its
     final weights are loaded without training or exporting again.
     """
-    from kerasdl.callbacks.resumable_checkpoint import ResumableCheckpoint
     from kerasdl.tasks import language_modeling
     from kerasdl.tasks.run_directory import RunDirectory
 
@@ -181,13 +180,8 @@ def train_member(name, config, workdir, *, restart=False):
             language_modeling.run(config, workdir, recipe=name, restart=restart)
         except UsageError as error:
             raise type(error)(f"member {name}: {error}") from None
-    data = language_modeling.load_data(config)
-    model = language_modeling.build_model(config, data, name=name)
-    language_modeling.build(model)
-    ResumableCheckpoint(run_dir.checkpoints).restore_from(
-        run_dir.final_checkpoint, model
-    )
-    return model, data, reused
+    model = language_modeling.load_trained(config, run_dir, name=name)
+    return model, language_modeling.load_data(config), reused
 
 
 def average_cross_entropies(member_losses):

@@ -152,6 +152,23 @@ class LanguageModelingConfig:
             "resume": True,
         },
     )
+    distill_from: str | None = field(
+        default=None,
+        metadata={
+            "help": "workdir of a published language-model run (one model's, or "
+            "char_ensemble's) whose next-token probabilities, averaged over its "
+            "models, train this one as soft targets (knowledge distillation)"
+        },
+    )
+    distillation_weight: float = field(
+        default=0.5,
+        metadata={
+            "help": "the teacher's share of each training target, the observed "
+            "token the rest (--distill-from)",
+            "min": 0,
+            "max": 1,
+        },
+    )
     early_stopping_patience: int = fields.patience(3)
     ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
     sample_length: int = _sampling(120, "tokens sampled per prompt", min=1, max=10_000)
@@ -337,6 +354,19 @@ def in_float32(model, config: LanguageModelingConfig, data, name=None):
     return copy
 
 
+def load_trained(config: LanguageModelingConfig, run_dir, name=None):
+    """The model of `config` with the final weights of `run_dir` (a
+    `kerasdl.tasks.RunDirectory` whose run finished)."""
+    from kerasdl.callbacks.resumable_checkpoint import ResumableCheckpoint
+
+    model = build_model(config, load_data(config), name=name)
+    build(model)
+    ResumableCheckpoint(run_dir.checkpoints).restore_from(
+        run_dir.final_checkpoint, model
+    )
+    return model
+
+
 def build(model) -> None:
     """Creates the model's weights with a one-token batch (to size checkpoints)."""
     import numpy as np
@@ -372,9 +402,13 @@ def compile_model(model, config: LanguageModelingConfig, *, steps_per_epoch: int
     adam = type(adam).from_config({**adam.get_config(), **extra})
     if config.weight_decay:
         adam.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
+    if config.distill_from:  # Targets are distributions (distillation.py).
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(
         optimizer=adam,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=loss,
         metrics=["accuracy"],
         jit_compile=config.jit_compile,
     )
@@ -408,16 +442,33 @@ def token_cross_entropies(model, ids, *, chunk_length=64, rows=32):
     Returns:
         float64 `(len(ids) - 1,)`: position `i` holds `-log P(ids[i + 1] | ...)`.
     """
+    return _read_stream(model, ids, chunk_length, rows, _losses)
+
+
+def token_log_probabilities(model, ids, *, chunk_length=64, rows=32):
+    """The model's whole next-token distribution at every token of a stream but
+    the last, the stream read as `token_cross_entropies` reads it.
+
+    Returns:
+        float32 `(len(ids) - 1, vocabulary size)`: row `i` holds
+        `log P(. | ids[: i + 1])`, so `-row[i][ids[i + 1]]` is
+        `token_cross_entropies(...)[i]`.
+    """
+    return _read_stream(model, ids, chunk_length, rows, _log_probabilities)
+
+
+def _read_stream(model, ids, chunk_length, rows, per_token):
+    # per_token(logits, targets) -> (batch, length, ...) for every read position.
     import numpy as np
 
     ids = np.asarray(ids, "int32")
     context = getattr(model, "sequence_length", None)
     if context:
-        return _windowed_cross_entropies(model, ids, min(chunk_length, context), rows)
-    return _carried_cross_entropies(model, ids, chunk_length, rows)
+        return _read_windows(model, ids, min(chunk_length, context), rows, per_token)
+    return _read_carried(model, ids, chunk_length, rows, per_token)
 
 
-def _carried_cross_entropies(model, ids, chunk_length, rows):
+def _read_carried(model, ids, chunk_length, rows, per_token):
     # `rows` contiguous rows, read chunk by chunk with the states carried on.
     import numpy as np
     import tensorflow as tf
@@ -431,22 +482,23 @@ def _carried_cross_entropies(model, ids, chunk_length, rows):
     inputs, targets = (a.reshape(rows, row_length) for a in (inputs, targets))
 
     @tf.function
-    def chunk_losses(x, y, cache, index):
+    def read_chunk(x, y, cache, index):
         logits, cache = model.call_with_cache(x, cache, index)
-        return _losses(logits, y), cache
+        return per_token(logits, y), cache
 
     cache = model.initial_cache(rows, chunk_length)
     pieces = []
     for start in range(0, row_length, chunk_length):
         window = slice(start, start + chunk_length)
-        losses, cache = chunk_losses(
+        values, cache = read_chunk(
             inputs[:, window], targets[:, window], cache, tf.constant(start, tf.int32)
         )
-        pieces.append(losses.numpy())
-    return np.concatenate(pieces, axis=1).reshape(-1)[:predicted]
+        pieces.append(values.numpy())
+    values = np.concatenate(pieces, axis=1)
+    return values.reshape(rows * row_length, *values.shape[2:])[:predicted]
 
 
-def _windowed_cross_entropies(model, ids, window, rows):
+def _read_windows(model, ids, window, rows, per_token):
     # Windows of `window` inputs every `stride` tokens; each scores its last
     # `stride` targets (the first window all of them).
     import numpy as np
@@ -463,14 +515,16 @@ def _windowed_cross_entropies(model, ids, window, rows):
     targets = np.where(valid, ids[np.minimum(positions + 1, predicted)], 0)
 
     @tf.function
-    def window_losses(x, y):
-        return _losses(model(x, training=False), y)
+    def read_windows(x, y):
+        return per_token(model(x, training=False), y)
 
-    out = np.full(predicted, np.nan)
+    out = None
     for first in range(0, len(starts), rows):
         batch = slice(first, first + rows)
-        losses = window_losses(inputs[batch], targets[batch]).numpy()
-        out[positions[batch][scored[batch]]] = losses[scored[batch]]
+        values = read_windows(inputs[batch], targets[batch]).numpy()
+        if out is None:
+            out = np.full((predicted, *values.shape[2:]), np.nan, values.dtype)
+        out[positions[batch][scored[batch]]] = values[scored[batch]]
     return out
 
 
@@ -481,6 +535,13 @@ def _losses(logits, targets):
         targets, tf.cast(logits, tf.float32)
     )
     return tf.cast(losses, tf.float64)
+
+
+def _log_probabilities(logits, targets):
+    import tensorflow as tf
+
+    del targets
+    return tf.nn.log_softmax(tf.cast(logits, tf.float32))
 
 
 def mixture_cross_entropy(neural_losses, ngram_log_probs, weight=0.5) -> float:
@@ -675,6 +736,10 @@ def run(
     from kerasdl.tasks.fit import fit
 
     check_config(config)
+    if config.distill_from:
+        from kerasdl.tasks.distillation import check_teacher
+
+        check_teacher(config, workdir)
     recipe = recipe or config.model
     base_dir = model_directory(
         config.output, recipe, config.dataset, default_dataset(recipe)
@@ -684,11 +749,16 @@ def run(
         training.set_seed(config.seed)
         data = load_data(config)
         model, fit_model, callbacks = build_for_training(config, data, name=recipe)
+        training_data = data
+        if config.distill_from:  # After the student's weights are drawn.
+            from kerasdl.tasks.distillation import with_soft_targets
+
+            training_data = with_soft_targets(data, config)
         steps.check_space(run_dir, config.output, model)
         fitted = fit(
             fit_model,
-            data.train,
-            data.validation,
+            training_data.train,
+            training_data.validation,
             run_dir=run_dir,
             epochs=config.epochs,
             patience=config.early_stopping_patience,
