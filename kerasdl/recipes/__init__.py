@@ -141,6 +141,15 @@ RECIPES: dict[str, Recipe] = {
             "perplexity",
         ),
         Recipe(
+            "char_distilled",
+            "kerasdl.recipes.char_distilled",
+            "timemachine",
+            BASELINE_PERPLEXITY,
+            "Character-level LSTM distilled from char_ensemble, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
+        Recipe(
             "char_ensemble",
             "kerasdl.recipes.char_ensemble",
             "timemachine",

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import keras
 import numpy as np
@@ -234,3 +235,29 @@ def test_a_student_trains_on_a_published_teacher_and_exports(tmp_path, capsys):
     assert card["config"]["distillation_weight"] == 0.5
     size = card["dataset"]["vocabulary_size"]
     assert 1.0 < card["metrics"]["validation_perplexity"] < size / 2
+
+
+def test_char_distilled_is_char_lstm_taught_by_char_ensembles_default_run():
+    from kerasdl.recipes import RECIPES, char_lstm
+
+    recipe = RECIPES["char_distilled"]
+    assert (recipe.task, recipe.dataset) == ("language modeling", "timemachine")
+    config = recipe.load().CONFIG
+    assert config.distill_from == os.path.join("runs", "char_ensemble", "timemachine")
+    assert 0 < config.distillation_weight < 1
+    unchanged = ("model", "units", "num_layers", "dropout", "sequence_length")
+    for name in unchanged:
+        assert getattr(config, name) == getattr(char_lstm.CONFIG, name)
+
+
+def test_char_distilled_without_its_teacher_says_how_to_train_it(
+    tmp_path, capsys, monkeypatch
+):
+    from kerasdl.recipes import char_distilled
+
+    monkeypatch.chdir(tmp_path)
+    assert char_distilled.main(["--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "runs/char_ensemble/timemachine does not exist" in err
+    assert "kerasdl train char_ensemble" in err
+    assert not (tmp_path / "runs" / "char_distilled").exists()
