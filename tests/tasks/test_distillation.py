@@ -58,38 +58,6 @@ def _publish_ensemble(workdir, members):
     )
 
 
-class _Bigram(keras.Model):
-    """Logits from the current token only, and a fixed context like a Transformer."""
-
-    sequence_length = 6
-
-    def __init__(self):
-        super().__init__(name="bigram")
-        self.table = keras.layers.Embedding(9, 9)
-
-    def call(self, tokens, training=False):
-        return self.table(tokens)
-
-
-@pytest.mark.parametrize("fixed_context", [False, True])
-def test_log_probabilities_hold_every_tokens_cross_entropy(fixed_context):
-    keras.utils.set_random_seed(0)
-    ids = np.random.default_rng(1).integers(2, 9, size=41).astype("int32")
-    if fixed_context:
-        model = _Bigram()
-    else:
-        config = dataclasses.replace(TINY_RNN, model="gru_lm")
-        model = task.build_model(config, task.load_data(config))
-        task.build(model)
-    log_probs = task.token_log_probabilities(model, ids, chunk_length=5, rows=2)
-    losses = task.token_cross_entropies(model, ids, chunk_length=5, rows=2)
-    assert log_probs.dtype == np.float32 and log_probs.shape[0] == 40
-    np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(
-        -log_probs[np.arange(40), ids[1:]], losses, rtol=1e-5, atol=1e-6
-    )
-
-
 @pytest.mark.parametrize("sampling", ["random", "sequential"])
 def test_soft_targets_mix_the_teacher_into_the_very_windows_of_the_training_data(
     sampling,

@@ -270,6 +270,23 @@ def test_fixed_context_model_scores_every_token_once_in_overlapping_windows(leng
     np.testing.assert_allclose(losses, expected, rtol=1e-5)  # each token once
 
 
+@pytest.mark.parametrize("fixed_context", [False, True])
+def test_log_probabilities_hold_every_tokens_cross_entropy(fixed_context):
+    keras.utils.set_random_seed(0)
+    ids = np.random.default_rng(1).integers(2, 9, size=41).astype("int32")
+    if fixed_context:
+        model = _BigramModel()
+    else:
+        model = RNNLanguageModel(9, units=8, embedding_dim=4, cell="gru")
+    log_probs = task.token_log_probabilities(model, ids, chunk_length=5, rows=2)
+    losses = task.token_cross_entropies(model, ids, chunk_length=5, rows=2)
+    assert log_probs.dtype == np.float32 and log_probs.shape == (40, 9)
+    np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        -log_probs[np.arange(40), ids[1:]], losses, rtol=1e-5, atol=1e-6
+    )
+
+
 def test_mixture_averages_the_two_models_probabilities():
     neural = np.array([0.1, 2.0, 3.0])  # nats
     ngram = np.log([0.5, 0.5, 0.01])
