@@ -169,6 +169,23 @@ class LanguageModelingConfig:
             "max": 1,
         },
     )
+    pretrain_epochs: int = field(
+        default=0,
+        metadata={
+            "help": "epochs on --pretrain-corpus before the book (early stopping on "
+            "the corpus' held-out end); 0: no pretraining",
+            "min": 0,
+            "max": 100_000,
+        },
+    )
+    pretrain_corpus: str = field(
+        default="tatoeba",
+        metadata={
+            "choices": ("tatoeba",),
+            "help": "other English text for --pretrain-epochs (tatoeba: the "
+            "English sentences of the embedded translation pairs)",
+        },
+    )
     early_stopping_patience: int = fields.patience(3)
     ngram_order: int = _sampling(7, "order of the Kneser-Ney baseline", min=1, max=20)
     sample_length: int = _sampling(120, "tokens sampled per prompt", min=1, max=10_000)
@@ -687,8 +704,11 @@ def signature_card() -> dict:
     }
 
 
-def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe):
-    """The model card dict written beside the export."""
+def model_card(
+    config, data, model, metrics, fit_result, sample_list, *, recipe, pretraining=None
+):
+    """The model card dict written beside the export (`pretraining`: what
+    `kerasdl.tasks.pretraining.pretrain` returned, in the training section)."""
     from kerasdl.export.model_card import build_model_card
     from kerasdl.tasks import steps
 
@@ -701,6 +721,8 @@ def model_card(config, data, model, metrics, fit_result, sample_list, *, recipe)
         parameter_count=model.count_params(),
         signature=signature_card(),
     )
+    if pretraining is not None:
+        card["training"]["pretraining"] = pretraining
     card["samples"] = sample_list
     return card
 
@@ -749,6 +771,14 @@ def run(
         training.set_seed(config.seed)
         data = load_data(config)
         model, fit_model, callbacks = build_for_training(config, data, name=recipe)
+        pretraining = None
+        if config.pretrain_epochs:
+            from kerasdl.tasks.pretraining import pretrain
+
+            pretraining = pretrain(model, config, data, run_dir)
+            # Training on the book starts with a fresh optimizer.
+            steps_per_epoch = int(data.train.cardinality())
+            compile_model(fit_model, config, steps_per_epoch=steps_per_epoch)
         training_data = data
         if config.distill_from:  # After the student's weights are drawn.
             from kerasdl.tasks.distillation import with_soft_targets
@@ -778,7 +808,14 @@ def run(
             title=f"{recipe} on {data.name}",
         )
         card = model_card(
-            config, data, model, metrics, fitted, sample_list, recipe=recipe
+            config,
+            data,
+            model,
+            metrics,
+            fitted,
+            sample_list,
+            recipe=recipe,
+            pretraining=pretraining,
         )
         export_path = export(
             text_model_,
