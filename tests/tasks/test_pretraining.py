@@ -1,5 +1,6 @@
 """Pretraining a language model on other English before the book."""
 
+import dataclasses
 import json
 import math
 
@@ -113,3 +114,25 @@ def test_a_pretrained_run_trains_exports_and_records_its_pretraining(tmp_path, c
     assert card["config"]["pretrain_epochs"] == 1
     assert card["training"]["pretraining"]["epochs_run"] == 1
     assert card["training"]["epochs_run"] == 1
+
+
+def test_char_lstm_pretrained_is_char_lstm_with_pretraining():
+    from kerasdl.recipes import RECIPES, char_lstm
+
+    recipe = RECIPES["char_lstm_pretrained"]
+    assert (recipe.task, recipe.dataset) == ("language modeling", "timemachine")
+    config = recipe.load().CONFIG
+    assert config.pretrain_epochs > 0 and config.pretrain_corpus == "tatoeba"
+    assert dataclasses.replace(config, pretrain_epochs=0) == char_lstm.CONFIG
+
+
+def test_char_ensemble_pretrained_puts_the_pretrained_lstm_in_char_lstms_place():
+    from kerasdl.recipes import RECIPES, char_ensemble
+
+    recipe = RECIPES["char_ensemble_pretrained"]
+    assert (recipe.task, recipe.dataset) == ("language modeling", "timemachine")
+    members = recipe.load().CONFIG.members.split(",")
+    before = char_ensemble.CONFIG.members.split(",")
+    assert members == [
+        "char_lstm_pretrained" if name == "char_lstm" else name for name in before
+    ]
