@@ -159,6 +159,15 @@ RECIPES: dict[str, Recipe] = {
             "perplexity",
         ),
         Recipe(
+            "char_lstm_deep_pretrained",
+            "kerasdl.recipes.char_lstm_deep_pretrained",
+            "timemachine",
+            BASELINE_PERPLEXITY,
+            "Character-level 2-layer LSTM pretrained on Tatoeba's English, The Time Machine",
+            "language modeling",
+            "perplexity",
+        ),
+        Recipe(
             "char_ensemble",
             "kerasdl.recipes.char_ensemble",
             "timemachine",

@@ -126,7 +126,7 @@ def test_char_lstm_pretrained_is_char_lstm_with_pretraining():
     assert dataclasses.replace(config, pretrain_epochs=0) == char_lstm.CONFIG
 
 
-def test_char_ensemble_pretrained_puts_the_pretrained_lstm_in_char_lstms_place():
+def test_char_ensemble_pretrained_puts_the_pretrained_lstms_in_the_lstms_places():
     from kerasdl.recipes import RECIPES, char_ensemble
 
     recipe = RECIPES["char_ensemble_pretrained"]
@@ -134,5 +134,14 @@ def test_char_ensemble_pretrained_puts_the_pretrained_lstm_in_char_lstms_place()
     members = recipe.load().CONFIG.members.split(",")
     before = char_ensemble.CONFIG.members.split(",")
     assert members == [
-        "char_lstm_pretrained" if name == "char_lstm" else name for name in before
+        f"{name}_pretrained" if "lstm" in name else name for name in before
     ]
+
+
+def test_char_lstm_deep_pretrained_is_char_lstm_deep_with_pretraining():
+    from kerasdl.recipes import RECIPES, char_lstm_deep
+
+    config = RECIPES["char_lstm_deep_pretrained"].load().CONFIG
+    assert config.pretrain_epochs > 0 and config.epochs <= char_lstm_deep.CONFIG.epochs
+    unchanged = {"pretrain_epochs": 0, "epochs": char_lstm_deep.CONFIG.epochs}
+    assert dataclasses.replace(config, **unchanged) == char_lstm_deep.CONFIG
