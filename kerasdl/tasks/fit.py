@@ -68,6 +68,7 @@ def fit(
     verbose="auto",
     chief: bool = True,
     extra_callbacks=(),
+    after_fit: str = "evaluating and exporting only",
 ) -> FitResult:
     """Fits `model` (compiled) in `run_dir`, resuming whatever an earlier run left.
 
@@ -84,6 +85,9 @@ def fit(
         chief: whether this process writes checkpoints and logs (multi-worker).
             Defaults to `True`.
         extra_callbacks: more callbacks, run before the checkpoint. Defaults to `()`.
+        after_fit: what the run does next with a finished fit's weights, for the
+            line printed when it loads them. Defaults to `"evaluating and
+            exporting only"`.
 
     Returns:
         A `FitResult`.
@@ -133,7 +137,7 @@ def fit(
             print(
                 f"Training of this run finished earlier ({done} epochs); loaded its "
                 "final weights from "
-                f"{run_dir.final_checkpoint}: evaluating and exporting only."
+                f"{run_dir.final_checkpoint}: {after_fit}."
             )
             info = header.get("extra", {})
             return FitResult(

@@ -117,6 +117,7 @@ def pretrain(model, config, data, run_dir) -> dict:
             patience=config.early_stopping_patience,
             verbose=config.verbose,
             extra_callbacks=averaged,
+            after_fit="training on the book from them",
         )
     best = fitted.best_epoch
     held_out = fitted.history.get("val_loss", [])

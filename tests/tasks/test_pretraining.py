@@ -58,7 +58,8 @@ def test_pretraining_learns_the_corpus_and_reports_it(pretrained):
 def test_a_resumed_run_reuses_its_pretraining(pretrained, capsys):
     workdir, model, _ = pretrained
     again, summary = _pretrain(workdir)
-    assert "finished earlier" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "finished earlier" in out and "training on the book from them" in out
     assert summary["seconds"] == 0.0
     for a, b in zip(model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
