@@ -169,23 +169,17 @@ def load_pretraining_dataset(
     train_ids = vocabulary.encode(timemachine.tokenize(train_text, level))
     validation_ids = vocabulary.encode(timemachine.tokenize(validation_text, level))
     for split, ids in (("training", train_ids), ("held-out", validation_ids)):
-        if (len(ids) - sequence_length) // sequence_length < batch_size:
-            raise ValueError(
-                f"The {name} corpus' {split} part has {len(ids)} tokens, too few "
-                f"for one batch of batch_size={batch_size} rows of "
-                f"sequence_length={sequence_length}; use smaller values."
-            )
-    train = timemachine._random_batches(
-        tf.constant(train_ids), len(train_ids), sequence_length, batch_size, seed
-    )
-    validation = timemachine._in_order_batches(
-        tf.constant(validation_ids), len(validation_ids), sequence_length, batch_size
+        timemachine.check_one_batch(
+            f"The {name} corpus' {split} part", ids, sequence_length, batch_size
+        )
+    train, validation = timemachine.split_batches(
+        train_ids, validation_ids, sequence_length, batch_size, "random", seed
     )
     all_ids = np.concatenate([train_ids, validation_ids])
     return PretrainingDataset(
         name=name,
-        train=train.prefetch(tf.data.AUTOTUNE),
-        validation=validation.prefetch(tf.data.AUTOTUNE),
+        train=train,
+        validation=validation,
         num_tokens=len(all_ids),
         unknown_fraction=float(np.mean(all_ids == timemachine.UNKNOWN_ID)),
     )

@@ -447,13 +447,39 @@ def load_language_modeling_dataset(
     validation_ids = vocabulary.encode(tokenize(validation_text, level))
 
     for split, ids in (("training", train_ids), ("validation", validation_ids)):
-        if (len(ids) - sequence_length) // sequence_length < batch_size:
-            raise ValueError(
-                f"The {split} split has {len(ids)} tokens, too few for one batch of "
-                f"batch_size={batch_size} rows of sequence_length={sequence_length}; "
-                "use smaller values."
-            )
+        check_one_batch(f"The {split} split", ids, sequence_length, batch_size)
+    train, validation = split_batches(
+        train_ids, validation_ids, sequence_length, batch_size, sampling, seed
+    )
+    return LanguageModelingDataset(
+        name=name,
+        level=level,
+        vocabulary=vocabulary,
+        train_ids=train_ids,
+        validation_ids=validation_ids,
+        train=train,
+        validation=validation,
+        sequence_length=sequence_length,
+        batch_size=batch_size,
+        sampling=sampling,
+    )
 
+
+def check_one_batch(what, ids, sequence_length, batch_size):
+    """Raises `ValueError` naming `what` when `ids` hold no whole batch."""
+    if (len(ids) - sequence_length) // sequence_length < batch_size:
+        raise ValueError(
+            f"{what} has {len(ids)} tokens, too few for one batch of "
+            f"batch_size={batch_size} rows of sequence_length={sequence_length}; "
+            "use smaller values."
+        )
+
+
+def split_batches(
+    train_ids, validation_ids, sequence_length, batch_size, sampling, seed
+):
+    """`(train, validation)` batched datasets of two token streams, as
+    `load_language_modeling_dataset` batches them for `sampling`."""
     train_stream = tf.constant(train_ids)
     validation_stream = tf.constant(validation_ids)
     if sampling == "random":
@@ -470,15 +496,4 @@ def load_language_modeling_dataset(
         validation = _sequential_batches(
             validation_stream, len(validation_ids), sequence_length, batch_size, None
         )
-    return LanguageModelingDataset(
-        name=name,
-        level=level,
-        vocabulary=vocabulary,
-        train_ids=train_ids,
-        validation_ids=validation_ids,
-        train=train.prefetch(tf.data.AUTOTUNE),
-        validation=validation.prefetch(tf.data.AUTOTUNE),
-        sequence_length=sequence_length,
-        batch_size=batch_size,
-        sampling=sampling,
-    )
+    return train.prefetch(tf.data.AUTOTUNE), validation.prefetch(tf.data.AUTOTUNE)

@@ -181,7 +181,7 @@ RECIPES: dict[str, Recipe] = {
             "kerasdl.recipes.char_ensemble_pretrained",
             "timemachine",
             BASELINE_PERPLEXITY,
-            "Character-level ensemble: char_ensemble with the pretrained LSTM",
+            "Character-level ensemble: char_ensemble with its LSTMs pretrained",
             "language modeling",
             "perplexity",
         ),

@@ -21,10 +21,9 @@ from kerasdl.tasks.command_line import run_recipe
 
 # 6 epochs of Tatoeba's English, then char_lstm's 30 on the book: 1.945 bits per
 # character, early stopping at 19 (char_lstm alone: 2.035; probes: 1.952, and
-# 1.954 with 15 epochs on the book). The
-# Kneser-Ney 7-gram fitted on the same English plus the book does worse than on
-# the book alone (2.163 against 2.109): the gain is what the LSTM transfers
-# (docs/language_models.md).
+# 1.954 with 15 epochs on the book). The Kneser-Ney 7-gram fitted on the same
+# English plus the book does worse than on the book alone (2.163 against 2.109):
+# the gain is what the LSTM transfers (docs/language_models.md).
 CONFIG = dataclasses.replace(char_lstm.CONFIG, pretrain_epochs=6)
 
 
