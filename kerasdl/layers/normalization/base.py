@@ -25,6 +25,7 @@ forward computation with a closed-form gradient that XLA's CPU compiler
 runs 1.4-3x faster than autodiff of `normalize(x, moments(x))`.
 """
 
+import numbers
 from typing import ClassVar
 
 import keras
@@ -211,7 +212,7 @@ def resolve_epsilon(epsilon, convention):
         return _DEFAULT_EPSILON[convention]
     if (
         isinstance(epsilon, bool)
-        or not isinstance(epsilon, (int, float))
+        or not isinstance(epsilon, numbers.Real)  # NumPy scalars too, as in Keras
         or not (epsilon > 0 and np.isfinite(epsilon))
     ):
         raise ValueError(
@@ -225,7 +226,7 @@ def resolve_momentum(momentum, convention, name="momentum"):
         return _DEFAULT_MOMENTUM[convention]
     if (
         isinstance(momentum, bool)
-        or not isinstance(momentum, (int, float))
+        or not isinstance(momentum, numbers.Real)
         or not (0.0 <= momentum <= 1.0)
     ):
         raise ValueError(
@@ -253,6 +254,19 @@ def normalize_axes(axis, ndim, name="axis", allow_batch=False):
     if len(set(out)) != len(out):
         raise ValueError(f"`{name}` has duplicate axes. Received: {name}={axis!r}")
     return sorted(out)
+
+
+def reject_kwargs(layer_name, kwargs, names):
+    """Raises for base-class arguments that `layer_name` does not take.
+
+    `BaseNormalization` takes every affine argument, so a subclass without
+    some of them would otherwise accept and silently drop them.
+    """
+    unknown = {k: kwargs[k] for k in names if k in kwargs}
+    if unknown:
+        raise ValueError(
+            f"Unrecognized keyword arguments passed to {layer_name}: {unknown}"
+        )
 
 
 def _to_numpy(value):
@@ -311,23 +325,24 @@ class BaseNormalization(keras.layers.Layer):
         # returns the compute dtype.
         self.autocast = False
         self.convention = validate_convention(convention)
-        if isinstance(axis, bool) or not (
-            isinstance(axis, int)
-            or (
-                isinstance(axis, (list, tuple))
-                and all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
-            )
+
+        def is_int(a):  # NumPy integers too, as Keras' BatchNormalization takes
+            return isinstance(a, numbers.Integral) and not isinstance(a, bool)
+
+        if not (
+            is_int(axis)
+            or (isinstance(axis, (list, tuple)) and all(is_int(a) for a in axis))
         ):
             # TypeError for a value of the wrong type, as Keras raises.
             raise TypeError(
                 "Expected an int or a list/tuple of ints for the argument "
                 f"'axis'. Received: axis={axis!r}"
             )
-        if not isinstance(axis, int) and not axis:
+        if not is_int(axis) and not axis:
             raise ValueError(
                 f"`axis` must be an int or a non-empty list of ints. Received: axis={axis!r}"
             )
-        self.axis = axis if isinstance(axis, int) else list(axis)
+        self.axis = int(axis) if is_int(axis) else [int(a) for a in axis]
         self.epsilon = resolve_epsilon(epsilon, self.convention)
         self.center = bool(center)
         self.scale = bool(scale)
@@ -438,6 +453,12 @@ class BaseNormalization(keras.layers.Layer):
 
     def _output(self, outputs):
         return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        # The shape is unchanged, but an `axis` that does not fit it is an
+        # error here too, as in Keras' normalization layers.
+        normalize_axes(self.axis, len(input_shape))
+        return input_shape
 
     # -- PyTorch interop ---------------------------------------------------
 

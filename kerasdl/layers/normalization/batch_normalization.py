@@ -8,6 +8,13 @@ from keras import ops
 from kerasdl.layers.normalization import base, fused
 
 
+def _clone_initializer(initializer):
+    """A fresh copy of a Keras initializer (new seed); a plain callable as is."""
+    if isinstance(initializer, keras.initializers.Initializer):
+        return initializer.__class__.from_config(initializer.get_config())
+    return initializer
+
+
 @keras.saving.register_keras_serializable(package="kerasdl")
 class BatchNormalization(base.BaseNormalization):
     """Layer that normalizes its inputs with the statistics of the batch.
@@ -250,14 +257,10 @@ class BatchNormalization(base.BaseNormalization):
             # standard deviation (moving_variance is derived from it), and r, d
             # are computed against a separate pair of renorm moving statistics.
             def stddev_initializer(shape, dtype=None):
-                init = self.moving_variance_initializer.__class__.from_config(
-                    self.moving_variance_initializer.get_config()
-                )
+                init = _clone_initializer(self.moving_variance_initializer)
                 return ops.sqrt(init(shape, dtype=dtype))
 
-            mean_initializer = self.moving_mean_initializer.__class__.from_config(
-                self.moving_mean_initializer.get_config()
-            )
+            mean_initializer = _clone_initializer(self.moving_mean_initializer)
             self.moving_stddev = self._moving_weight(
                 "moving_stddev", (channels,), stddev_initializer
             )
@@ -370,6 +373,10 @@ class BatchNormalization(base.BaseNormalization):
         return ops.reshape(outputs, shape)
 
     def _update_moving_statistics(self, mean, variance):
+        # The float32 statistics, in the variables' dtype (float64 under a
+        # float64 policy, where mixing the two fails on TensorFlow).
+        mean = ops.cast(mean, self.moving_mean.dtype)
+        variance = ops.cast(variance, self.moving_variance.dtype)
         if self.convention == "torch":
             decay = 1.0 - self.momentum
         else:
@@ -410,6 +417,8 @@ class BatchNormalization(base.BaseNormalization):
         return gamma, beta
 
     def _update_renorm_statistics(self, mean, variance):
+        mean = ops.cast(mean, self.moving_mean.dtype)
+        variance = ops.cast(variance, self.moving_variance.dtype)
         stddev = ops.sqrt(variance + self.epsilon)
         m = self.renorm_momentum
         self.renorm_mean.assign(self.renorm_mean * m + mean * (1.0 - m))
@@ -419,9 +428,6 @@ class BatchNormalization(base.BaseNormalization):
         new_stddev = self.moving_stddev * m + stddev * (1.0 - m)
         self.moving_stddev.assign(new_stddev)
         self.moving_variance.assign(ops.relu(new_stddev * new_stddev - self.epsilon))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

@@ -100,6 +100,17 @@ class FrozenBatchNormalization(base.BaseNormalization):
                 "`axis` of FrozenBatchNormalization must be a single int. "
                 f"Received: axis={axis!r}"
             )
+        # No trainable weights: nothing for a regularizer or constraint.
+        base.reject_kwargs(
+            "FrozenBatchNormalization",
+            kwargs,
+            [
+                "beta_regularizer",
+                "gamma_regularizer",
+                "beta_constraint",
+                "gamma_constraint",
+            ],
+        )
         super().__init__(
             axis=axis,
             epsilon=epsilon,
@@ -155,9 +166,6 @@ class FrozenBatchNormalization(base.BaseNormalization):
             self.epsilon,
         )
         return self._output(outputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         # Not BaseNormalization's config: the regularizers and constraints it

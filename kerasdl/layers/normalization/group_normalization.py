@@ -227,9 +227,6 @@ class GroupNormalization(base.BaseNormalization):
         )
         return ops.reshape(outputs, shape)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config["groups"] = self.groups

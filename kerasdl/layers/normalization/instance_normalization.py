@@ -184,6 +184,9 @@ class InstanceNormalization(base.BaseNormalization):
                 decay = self.momentum
             batch_mean = ops.reshape(ops.mean(mean, axis=0), (-1,))
             batch_variance = ops.reshape(ops.mean(tracked_variance, axis=0), (-1,))
+            # In the variables' dtype (float64 under a float64 policy).
+            batch_mean = ops.cast(batch_mean, self.moving_mean.dtype)
+            batch_variance = ops.cast(batch_variance, self.moving_variance.dtype)
             self.moving_mean.assign(
                 self.moving_mean * decay + batch_mean * (1.0 - decay)
             )
@@ -204,9 +207,6 @@ class InstanceNormalization(base.BaseNormalization):
         return self._output(
             base.normalize(x, mean, variance, gamma, beta, self.epsilon)
         )
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()

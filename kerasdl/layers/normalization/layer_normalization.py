@@ -179,9 +179,6 @@ class LayerNormalization(base.BaseNormalization):
         )
         return ops.reshape(outputs, shape)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config["rms_scaling"] = self.rms_scaling

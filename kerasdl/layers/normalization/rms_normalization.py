@@ -91,6 +91,20 @@ class RMSNormalization(base.BaseNormalization):
     ):
         # The base's `center` / `scale` flags and `gamma` / `beta` stay unused:
         # this layer's one weight is `scale`, as in Keras.
+        base.reject_kwargs(
+            "RMSNormalization",
+            kwargs,
+            [
+                "center",
+                "scale",
+                "beta_initializer",
+                "gamma_initializer",
+                "beta_regularizer",
+                "gamma_regularizer",
+                "beta_constraint",
+                "gamma_constraint",
+            ],
+        )
         super().__init__(
             axis=axis,
             epsilon=epsilon,
@@ -165,9 +179,6 @@ class RMSNormalization(base.BaseNormalization):
             broadcast = self._axes_broadcast_shape(axes, ndim, param_shape)
             outputs = outputs * ops.reshape(scale, broadcast)
         return self._output(outputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def _affine_config(self):
         return {

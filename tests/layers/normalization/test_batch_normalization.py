@@ -297,3 +297,29 @@ def test_bad_arguments(kwargs, message):
 def test_bad_input_shapes(kwargs, shape, message):
     with pytest.raises(ValueError, match=message):
         BatchNormalization(**kwargs).build(shape)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"renorm": True}, {"convention": "torch"}])
+def test_float64_policy_trains(kwargs):
+    # The float32 batch statistics used to be added to float64 moving
+    # variables, which TensorFlow refuses; Keras' layer trains under float64.
+    x = _x((4, 3, 2)).astype("float64")
+    layer = BatchNormalization(momentum=0.5, dtype="float64", **kwargs)
+    layer(x, training=True)  # (JAX without x64 computes in float32)
+    np.testing.assert_allclose(
+        _np(layer.moving_mean), 0.5 * x.mean(axis=(0, 1)), rtol=1e-5
+    )
+
+
+def test_renorm_with_plain_callable_initializers():
+    # Keras takes any callable; the renorm statistics used to call
+    # `from_config` on it to clone it, an AttributeError for a function.
+    def fours(shape, dtype=None):
+        return keras.ops.full(shape, 4.0, dtype=dtype)
+
+    layer = BatchNormalization(
+        renorm=True, moving_mean_initializer=fours, moving_variance_initializer=fours
+    )
+    layer.build((2, 3))
+    np.testing.assert_allclose(_np(layer.renorm_mean), np.full(3, 4.0))
+    np.testing.assert_allclose(_np(layer.moving_stddev), np.full(3, 2.0))

@@ -188,3 +188,11 @@ def test_matches_torch_batch_norm_in_eval_mode():
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(_np(layer(x, training=True)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gamma_regularizer", "beta_constraint"])
+def test_regularizers_and_constraints_are_refused(name):
+    # The layer has no trainable weight for them to act on; they used to be
+    # accepted and silently dropped.
+    with pytest.raises(ValueError, match=f"Unrecognized keyword arguments.*{name}"):
+        FrozenBatchNormalization(**{name: "l2" if "regularizer" in name else "non_neg"})

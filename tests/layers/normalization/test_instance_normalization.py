@@ -155,3 +155,16 @@ def test_bad_input_shapes(kwargs, shape, message):
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         InstanceNormalization(**kwargs)
+
+
+def test_track_running_stats_under_float64_policy():
+    # The float32 instance statistics used to be added to the float64 moving
+    # variables, which TensorFlow refuses.
+    x = _x((2, 5, 3)).astype("float64")
+    layer = InstanceNormalization(
+        track_running_stats=True, momentum=0.5, dtype="float64"
+    )
+    layer(x, training=True)  # (JAX without x64 computes in float32)
+    np.testing.assert_allclose(
+        _np(layer.moving_mean), 0.5 * x.mean(axis=(0, 1)), rtol=1e-5
+    )

@@ -1,6 +1,8 @@
 """Behaviour all kerasdl normalization layers share: mixed precision,
 XLA-compiled training, channels-first inputs, serialization by registered name."""
 
+import json
+
 import keras
 import norm_reference as ref
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 
 from kerasdl.layers import (
     BatchNormalization,
+    FrozenBatchNormalization,
     GroupNormalization,
     InstanceNormalization,
     LayerNormalization,
@@ -157,3 +160,32 @@ def test_mixed_float16_float32_inputs_above_float16_max(name):
     assert np.all(np.isfinite(y))
     expected = _np(reference(x, training=True))
     np.testing.assert_allclose(y, expected, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("axis", [3, -4])
+@pytest.mark.parametrize("name", sorted(LAYERS) + ["frozen_batch"])
+def test_compute_output_shape_rejects_out_of_range_axis(name, axis):
+    # As Keras' normalization layers do; it used to return the shape as is.
+    if name == "frozen_batch":
+        layer = FrozenBatchNormalization(axis=axis)
+    else:
+        layer = LAYERS[name](axis=axis)
+    with pytest.raises(ValueError, match="out of bounds for an input of rank 3"):
+        layer.compute_output_shape((None, 5, 8))
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (BatchNormalization, {"axis": np.int64(-1), "momentum": np.float32(0.9)}),
+        (LayerNormalization, {"axis": [np.int64(-1)], "epsilon": np.float32(1e-3)}),
+        (RMSNormalization, {"epsilon": np.float32(1e-3)}),
+    ],
+    ids=["batch", "layer", "rms"],
+)
+def test_numpy_scalar_arguments(cls, kwargs):
+    # Keras takes NumPy scalars here; they used to be refused as not ints or
+    # floats. They are stored as Python numbers, so the config is plain JSON.
+    layer = cls(**kwargs)
+    json.dumps(layer.get_config())  # NumPy scalars would not serialize
+    assert layer(np.ones((2, 3), "float32")).shape == (2, 3)

@@ -186,3 +186,13 @@ def test_bad_arguments(kwargs, error, message):
 def test_batch_axis_is_rejected():
     with pytest.raises(ValueError, match="batch axis"):
         RMSNormalization(axis=0).build((2, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"scale": False}, {"center": True}, {"gamma_regularizer": "l2"}]
+)
+def test_layer_normalization_only_arguments_are_refused(kwargs):
+    # They used to be silently dropped (`gamma_regularizer`), or to fail with
+    # "got multiple values for keyword argument" (`scale`, `center`).
+    with pytest.raises(ValueError, match="Unrecognized keyword arguments"):
+        RMSNormalization(**kwargs)
