@@ -12,8 +12,10 @@
 
 They are two functions rather than one with a `fold=` option because they
 serve different stages and give models with different contracts: a frozen
-model keeps its layer structure and its weight names (checkpoints still load,
-the batch norms' `gamma` / `beta` can be unfrozen again), while a folded model
+model keeps its layer structure and its weights' order and paths (its weights
+load back into the original model with `set_weights`, where the batch norms
+train again; Keras' `.weights.h5` files name layers by class, so theirs do
+not), while a folded model
 has new kernels, no batch norm layers left to fine-tune, and is meant to be
 exported. `fold_batch_norm(freeze_batch_norm(model))` folds the same pairs
 as `fold_batch_norm(model)`, with the same inference outputs; the batch norms

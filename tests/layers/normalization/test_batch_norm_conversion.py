@@ -131,6 +131,29 @@ def test_frozen_model_fine_tunes_without_touching_statistics():
     np.testing.assert_array_equal(_np(model.get_layer("conv").kernel), original_kernel)
 
 
+def test_frozen_weights_load_back_into_trainable_batch_norms():
+    # A frozen model keeps the weights' order and paths, so its fine-tuned
+    # weights load into the original architecture, whose batch norms then
+    # train their gamma / beta again.
+    model = _sequential()
+    frozen = freeze_batch_norm(model)
+    assert [w.path for w in frozen.weights] == [w.path for w in model.weights]
+    frozen.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    frozen.fit(_x((8, 10, 3)), _x((8, 4), 1), batch_size=4, epochs=1, verbose=0)
+
+    model.set_weights(frozen.get_weights())
+    x = _x((4, 10, 3))
+    np.testing.assert_allclose(
+        _np(model(x, training=False)), _np(frozen(x)), rtol=1e-5, atol=1e-6
+    )
+    gamma = model.get_layer("bn1").gamma
+    assert gamma.trainable
+    before = _np(gamma).copy()
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    model.fit(x, _x((4, 4), 2), batch_size=4, epochs=1, verbose=0)
+    assert not np.array_equal(_np(gamma), before)
+
+
 def test_freeze_converts_nested_models():
     inner = _sequential()
     inputs = keras.Input((10, 3))
