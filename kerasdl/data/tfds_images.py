@@ -2,7 +2,7 @@
 
 import os
 
-from kerasdl.data.errors import DatasetNotFoundError
+from kerasdl.data.errors import DatasetFormatError, DatasetNotFoundError
 
 TFDS_IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 VALIDATION_FRACTION = 0.1  # the last 10% of TFDS' "train" split is the validation set
@@ -35,14 +35,39 @@ def get_prepared_builder(name, data_dir=None, download=False):
 
     Raises:
         DatasetNotFoundError: not prepared in `data_dir` and `download=False`.
+        DatasetFormatError: prepared, but its metadata cannot be read or one of
+            its record files is missing.
     """
     import tensorflow_datasets as tfds
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared = builder.is_prepared()
+    except Exception as error:  # noqa: BLE001 -- TFDS raises many kinds.
+        root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+        raise DatasetFormatError(
+            f"cannot read the prepared {name!r} in the TFDS data directory {root!r} "
+            f"({reason or type(error).__name__}); rebuild it with `tfds build "
+            f"{name} --data_dir <dir>` or pass another --data-dir"
+        ) from None
+    if not prepared:
         if not download:
             raise DatasetNotFoundError(_not_found_message(name, builder))
         builder.download_and_prepare()
+    missing = [
+        os.fspath(path)
+        for split in builder.info.splits.values()
+        for path in split.filepaths
+        if not os.path.exists(path)
+    ]
+    if missing:
+        raise DatasetFormatError(
+            f"the prepared {name!r} in {builder.data_dir!r} lacks its record file "
+            f"{missing[0]}{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}"
+            f"; rebuild it with `tfds build {name} --data_dir <dir>` or pass another "
+            "--data-dir"
+        )
     return builder
 
 

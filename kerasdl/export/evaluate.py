@@ -41,7 +41,8 @@ def read_export(export_path) -> dict:
         EvaluationError: the path does not exist, is a file, is empty, is a model's
             base directory (its versions inside), has no `saved_model.pb`, or its
             model card is missing, unreadable, not JSON or lacks the fields this
-            tool reads (`dataset.name`, `config`, `metrics.test_accuracy`).
+            tool reads (`dataset.name`, `config`, `metrics.test_accuracy`), or its
+            config's `batch_size`, `limit` or `seed` is not a valid integer.
     """
     path = os.fspath(export_path)
     if not os.path.exists(path):
@@ -75,6 +76,9 @@ def read_export(export_path) -> dict:
             f"{card_path} has no {missing}; expected a kerasdl model card with "
             "dataset.name, config and metrics.test_accuracy"
         )
+    bad = _bad_config_value(card["config"])
+    if bad:
+        raise EvaluationError(f"{card_path} has {bad}, as kerasdl train records it")
     return card
 
 
@@ -208,6 +212,25 @@ def _missing_fields(card) -> str | None:
     accuracy = metrics.get("test_accuracy") if isinstance(metrics, dict) else None
     if isinstance(accuracy, bool) or not isinstance(accuracy, numbers.Real):
         return "metrics.test_accuracy"
+    return None
+
+
+def _bad_config_value(config) -> str | None:
+    """What is wrong with the first config value that selects the test split (its
+    batches, `limit`, `seed`), else `None`."""
+    for name, low, nullable in (
+        ("batch_size", 1, False),
+        ("limit", 1, True),
+        ("seed", 0, False),
+    ):
+        if name not in config or (nullable and config[name] is None):
+            continue
+        value = config[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            return (
+                f"config.{name} = {json.dumps(value)}; expected an integer >= {low}"
+                + (" or null" if nullable else "")
+            )
     return None
 
 

@@ -229,7 +229,7 @@ def run_with_exit_codes(function, *args, **kwargs) -> int:
     return exit_codes.OK
 
 
-_NO_SPACE = re.compile(r"(\S+)?;? No space left on device")
+_NO_SPACE = re.compile(r"(\S+?)?;? No space left on device")
 
 
 def _no_space(filename) -> int:

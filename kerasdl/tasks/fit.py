@@ -18,6 +18,7 @@ import os
 import time
 
 from kerasdl.tasks.exit_codes import UsageError
+from kerasdl.tasks.run_directory import check_writable_directory
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ def fit(
 
     Raises:
         TrainingDivergedError: the loss became NaN or infinite.
-        UsageError: `epochs` is below the epochs this workdir already trained.
+        UsageError: `epochs` is below the epochs this workdir already trained,
+            the model's `steps_per_execution` does not divide an epoch, or the
+            workdir's training log or TensorBoard folder is unusable.
 
     Example:
 
@@ -112,7 +115,6 @@ def fit(
         NonFiniteLossError,
         TerminateOnNonFiniteLoss,
     )
-    from kerasdl.plots import read_history
     from kerasdl.training import resumable_stream
     from kerasdl.training.tensorboard import tensorboard_callbacks
 
@@ -129,11 +131,15 @@ def fit(
     log_path = run_dir.file(LOG_FILE)
     record = run_dir.read_record().get("fit", {})
 
+    header = None
     if run_dir.phase == "fitted":
         done = int(record.get("epochs_run", 0))
         if record.get("early_stopped") or epochs <= done:
             _check_epochs(epochs, done, run_dir)
-            header = checkpoint.restore_from(run_dir.final_checkpoint, model)
+            header = _restore_final(checkpoint, run_dir, model)
+        else:
+            print(f"Continuing this run from epoch {done} to --epochs {epochs}.")
+        if header is not None:
             print(
                 f"Training of this run finished earlier ({done} epochs); loaded its "
                 "final weights from "
@@ -141,7 +147,7 @@ def fit(
             )
             info = header.get("extra", {})
             return FitResult(
-                history=read_history(log_path),
+                history=_read_log(log_path),
                 epochs_run=done,
                 best_epoch=info.get("best_epoch"),
                 early_stopped=bool(info.get("early_stopped")),
@@ -150,17 +156,18 @@ def fit(
                 fitted_earlier=True,
                 log_path=log_path,
             )
-        print(f"Continuing this run from epoch {done} to --epochs {epochs}.")
 
     initial_epoch = checkpoint.restore(model)
     _check_epochs(epochs, initial_epoch, run_dir)
     if initial_epoch:
+        _read_log(log_path)  # Before any training: its epochs are kept.
         print(f"Resuming from {run_dir.path} after epoch {initial_epoch}.")
         _truncate_log(log_path, initial_epoch)
     callbacks = [TerminateOnNonFiniteLoss(), early_stopping, *extra_callbacks]
     if chief:
         callbacks.append(keras.callbacks.CSVLogger(log_path, append=initial_epoch > 0))
-        callbacks += tensorboard_callbacks(run_dir.file("tensorboard"))
+        logs = check_writable_directory(run_dir.file("tensorboard"), "--workdir")
+        callbacks += tensorboard_callbacks(logs)
     callbacks.append(checkpoint)  # Last: it saves the state the others just updated.
 
     start = time.perf_counter()
@@ -177,6 +184,7 @@ def fit(
     else:
         # One endless stream: epoch k is always the k-th pass over the shuffled data.
         stream, steps_per_epoch = resumable_stream(train, initial_epoch)
+        _check_steps_per_execution(model, steps_per_epoch)
         try:
             history = model.fit(
                 stream,
@@ -208,7 +216,7 @@ def fit(
         )
         run_dir.mark_fitted(**details)
     return FitResult(
-        history=read_history(log_path),
+        history=_read_log(log_path),
         epochs_run=epochs_run,
         best_epoch=best_epoch,
         early_stopped=early_stopped,
@@ -224,6 +232,19 @@ def fit_verbose(value) -> str | int:
     return value if value == "auto" else int(value)
 
 
+def _read_log(path) -> dict:
+    """`read_history(path)`; `UsageError` naming the file when it cannot be read."""
+    from kerasdl.plots import read_history
+
+    try:
+        return read_history(path)
+    except (TypeError, ValueError, csv.Error) as error:
+        raise UsageError(
+            f"{path} is not a readable training log ({error}); repair or remove it "
+            "to go on (the earlier epochs' history goes with it), or pass --restart"
+        ) from None
+
+
 def _truncate_log(path, epochs: int) -> None:
     """Drops CSV rows of epochs after `epochs` (a kill between a row and its
     checkpoint would otherwise leave that epoch twice)."""
@@ -235,6 +256,35 @@ def _truncate_log(path, epochs: int) -> None:
         return
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows(rows[: epochs + 1])
+
+
+def _restore_final(checkpoint, run_dir, model) -> dict | None:
+    """Loads `final.npz` into `model`; returns its header, or `None` when it is
+    unreadable (then the epoch-end checkpoints rebuild the same weights)."""
+    try:
+        return checkpoint.restore_from(run_dir.final_checkpoint, model)
+    except Exception as error:  # noqa: BLE001 -- any corruption: use the epochs.
+        logger.warning(
+            "Skipping unreadable final weights %s (%s); resuming from the "
+            "epoch-end checkpoints instead.",
+            run_dir.final_checkpoint,
+            error,
+        )
+        return None
+
+
+def _check_steps_per_execution(model, steps_per_epoch) -> None:
+    """Refuses a `steps_per_execution` that does not divide the epoch's batches:
+    on the endless stream a compiled call would run on past the epoch's end, so
+    every epoch would train on more batches than it holds."""
+    per_call = int(getattr(model, "steps_per_execution", 1) or 1)
+    if steps_per_epoch and steps_per_epoch % per_call:
+        divisor = max(d for d in range(1, per_call) if steps_per_epoch % d == 0)
+        raise UsageError(
+            f"--steps-per-execution {per_call} must divide the training batches "
+            f"per epoch ({steps_per_epoch}); pass a divisor of {steps_per_epoch}, "
+            f"e.g. {divisor}"
+        )
 
 
 def _check_epochs(epochs, done, run_dir) -> None:

@@ -378,9 +378,15 @@ def load_trained(config: LanguageModelingConfig, run_dir, name=None):
 
     model = build_model(config, load_data(config), name=name)
     build(model)
-    ResumableCheckpoint(run_dir.checkpoints).restore_from(
-        run_dir.final_checkpoint, model
-    )
+    try:
+        ResumableCheckpoint(run_dir.checkpoints).restore_from(
+            run_dir.final_checkpoint, model
+        )
+    except Exception as error:  # noqa: BLE001 -- any corruption: one line.
+        raise UsageError(
+            f"{run_dir.final_checkpoint} is unreadable ({error}); the final weights "
+            f"of the run in {run_dir.path} are lost: train that run again"
+        ) from None
     return model
 
 

@@ -113,12 +113,11 @@ class RunDirectory:
         check_writable_directory(self.path, "--workdir")
         self._lock()
         self.remove_stale_files()
-        record = self.read_record()
-        if record.get("phase") == "published" or self.restart:
-            if self.restart and record.get("phase") in ("training", "fitted"):
-                logger.info(
-                    "--restart: discarding the run in progress in %s", self.path
-                )
+        if self.restart:  # Whatever the record holds, even when it is corrupt.
+            if os.path.exists(self.file(RECORD)):
+                logger.info("--restart: discarding the run in %s", self.path)
+            self.reset()
+        elif self.read_record().get("phase") == "published":
             self.reset()
         return self
 
@@ -182,9 +181,10 @@ class RunDirectory:
 
     # ------------------------------------------------------------------ record
     def read_record(self) -> dict:
+        """`run.json` as a dict (`{}` when missing); `UsageError` when unreadable."""
         try:
             with open(self.file(RECORD)) as f:
-                return json.load(f)
+                record = json.load(f)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as error:
@@ -192,6 +192,16 @@ class RunDirectory:
                 f"{self.file(RECORD)} is unreadable ({error}); pass --restart to start "
                 "this workdir afresh"
             ) from None
+        sections = ("config", "fit")
+        if not isinstance(record, dict) or any(
+            not isinstance(record.get(key, {}), dict) for key in sections
+        ):
+            raise UsageError(
+                f"{self.file(RECORD)} is not a run record (expected a JSON object "
+                "whose 'config' and 'fit' are objects); pass --restart to start this "
+                "workdir afresh"
+            )
+        return record
 
     def write_record(self, **fields) -> dict:
         """Updates `run.json` atomically with `fields`; returns the new record."""

@@ -180,9 +180,13 @@ def check_finite(dataset, split: str) -> None:
 
 
 def remove_stale_exports(base_dir: str) -> None:
-    """Removes temporary export directories of killed runs in `base_dir`."""
+    """Checks that `base_dir`, when it exists, is a writable directory (before any
+    work: the export writes there), then removes temporary export directories of
+    killed runs in it."""
     from kerasdl.export.signatures import remove_stale_exports as remove
 
+    if os.path.lexists(base_dir):
+        check_writable_directory(base_dir, "--output")
     removed = remove(base_dir)
     if removed:
         logger.info("Removed %d unfinished export(s) of killed runs.", len(removed))

@@ -7,13 +7,18 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasdl.data import DatasetNotFoundError, load_image_dataset
+from kerasdl.data import (
+    DatasetFormatError,
+    DatasetNotFoundError,
+    load_image_dataset,
+)
 
 FAKE_SIZES = {"train": 50, "test": 12}
 
 
 def fake_prepare(name, data_dir, sizes=FAKE_SIZES):
-    """Writes only the metadata of a prepared data set (split sizes), no records."""
+    """Writes the metadata of a prepared data set (split sizes) and empty record
+    files (mocked reads never open them)."""
     builder = tfds.builder(name, data_dir=data_dir)
     builder.info.set_splits(
         tfds.core.SplitDict(
@@ -27,6 +32,9 @@ def fake_prepare(name, data_dir, sizes=FAKE_SIZES):
     )
     os.makedirs(builder.data_dir, exist_ok=True)
     builder.info.write_to_directory(builder.data_dir)
+    for split in builder.info.splits.values():
+        for path in split.filepaths:
+            open(path, "wb").close()
 
 
 def random_examples(builder, split, **kwargs):
@@ -94,3 +102,17 @@ def test_missing_dataset_raises_without_downloading(tmp_path, monkeypatch):
         "--dataset digits",
     ):
         assert expected in message
+
+
+def test_a_missing_record_file_is_one_clear_error(tmp_path):
+    fake_prepare("mnist", str(tmp_path))
+    (tmp_path / "mnist" / "3.0.1" / "mnist-test.tfrecord-00000-of-00001").unlink()
+    with pytest.raises(DatasetFormatError, match="lacks its record file .*mnist-test"):
+        load_image_dataset("mnist", data_dir=str(tmp_path))
+
+
+def test_unreadable_metadata_is_one_clear_error(tmp_path):
+    fake_prepare("mnist", str(tmp_path))
+    (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{not json")
+    with pytest.raises(DatasetFormatError, match="cannot read the prepared 'mnist'"):
+        load_image_dataset("mnist", data_dir=str(tmp_path))

@@ -197,6 +197,26 @@ def test_version_without_model_card(version_without_card, capsys):
             '{"dataset": {"name": "digits"}, "metrics": {"test_accuracy": 0.9}}',
             "has no config",
         ),
+        (
+            json.dumps(
+                {
+                    "dataset": {"name": "digits"},
+                    "config": {"limit": -1},
+                    "metrics": {"test_accuracy": 0.9},
+                }
+            ),
+            "config.limit = -1; expected an integer >= 1",
+        ),
+        (
+            json.dumps(
+                {
+                    "dataset": {"name": "digits"},
+                    "config": {"seed": "x"},
+                    "metrics": {"test_accuracy": 0.9},
+                }
+            ),
+            'config.seed = "x"; expected an integer >= 0',
+        ),
     ],
     ids=[
         "truncated",
@@ -206,6 +226,8 @@ def test_version_without_model_card(version_without_card, capsys):
         "no-dataset",
         "no-metrics",
         "no-config",
+        "negative-limit",
+        "text-seed",
     ],
 )
 def test_version_with_corrupt_model_card(

@@ -86,6 +86,16 @@ def _fitted_after_ten_epochs(paths):
         f.write(b"not read")
 
 
+def _record_not_an_object(paths):
+    _write_record(paths["workdir"], [])
+
+
+def _export_directory_is_a_file(paths):
+    os.makedirs(paths["output"])
+    with open(os.path.join(paths["output"], "lenet"), "w") as f:
+        f.write("not a directory")
+
+
 def _read_only(paths):
     path = os.path.join(paths["tmp"], "read-only")
     os.makedirs(path)
@@ -104,6 +114,11 @@ CASES = [
     bad("lenet", "--batch-size", "99999999999"),
     bad("lenet", "--batch-size", "", "--batch-size", "''"),
     bad("lenet", "--steps-per-execution", "0"),
+    Case(
+        "lenet --steps-per-execution not dividing the epoch",
+        ["lenet", "--limit", "200", "--steps-per-execution", "3"],
+        ("--steps-per-execution 3", "batches per epoch (4)", "e.g. 2"),
+    ),
     bad("lenet", "--early-stopping-patience", "-1"),
     bad("lenet", "--limit", "0"),
     Case("lenet --epochs (no value)", ["lenet", "--epochs"], ("--epochs", "argument")),
@@ -142,6 +157,12 @@ CASES = [
     bad("lenet", "--output", "", "--output", "empty string"),
     bad("lenet", "--output", "{file}"),
     bad("lenet", "--output", "{file}/models", "--output", "{file}/models"),
+    Case(
+        "--output whose recipe directory is a file",
+        ["lenet"],
+        ("--output", "{output}/lenet", "is a file"),
+        setup=_export_directory_is_a_file,
+    ),
     bad("lenet", "--workdir", "", "--workdir", "empty string"),
     bad("lenet", "--workdir", "{file}"),
     bad("lenet", "--workdir", "{file}/run", "--workdir", "{file}/run"),
@@ -190,6 +211,12 @@ CASES = [
         ["lenet"],
         ("{workdir}", "run.json", "--restart"),
         setup=_corrupt_record,
+    ),
+    Case(
+        "workdir with a run.json that is not an object",
+        ["lenet"],
+        ("{workdir}", "run.json", "not a run record", "--restart"),
+        setup=_record_not_an_object,
     ),
     Case(
         "fewer epochs than the workdir trained",

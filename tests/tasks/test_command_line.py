@@ -148,6 +148,16 @@ def test_failures_map_to_exit_statuses(error, status, capsys):
         assert "error: unknown dataset 'x'" in capsys.readouterr().err
 
 
+def test_a_tensorflow_full_disk_error_names_the_file_once(capsys):
+    # TensorFlow's writers end the file name with a ';' before the reason.
+    error = RuntimeError("/m/1/variables.data-00000-of-00001; No space left on device")
+    main, _, _ = _main(error)
+
+    assert main(CONFIG, [], recipe="r") == exit_codes.NO_SPACE
+    err = capsys.readouterr().err
+    assert "while writing /m/1/variables.data-00000-of-00001; everything" in err
+
+
 @pytest.mark.parametrize("value, expected", [("auto", "auto"), ("0", 0), ("2", 2)])
 def test_fit_verbose(value, expected):
     assert fit_verbose(value) == expected

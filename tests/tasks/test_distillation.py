@@ -169,6 +169,13 @@ def test_teachers_that_cannot_teach_are_refused_in_one_line(tmp_path):
     assert "ensemble/char_lstm has lost its final weights" in message
 
 
+def test_a_teachers_unreadable_final_weights_are_one_clear_error(tmp_path):
+    _publish(tmp_path / "lstm", TINY_RNN, "char_lstm")
+    (tmp_path / "lstm" / "checkpoints" / "final.npz").write_bytes(b"garbage")
+    with pytest.raises(UsageError, match="final.npz is unreadable.*train that run"):
+        distillation.load_teacher(tmp_path / "lstm")
+
+
 def test_the_command_line_refuses_a_missing_teacher_before_any_work(tmp_path, capsys):
     from kerasdl.recipes import char_lstm
 

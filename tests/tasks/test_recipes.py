@@ -59,3 +59,21 @@ def test_python_m_recipe_and_kerasdl_train_are_the_same_code():
 
     assert kerasdl.recipes.lenet.CONFIG.model == "lenet"
     assert RECIPES["lenet"].module == "kerasdl.recipes.lenet"
+
+
+def test_mixed_precision_run_exports(tmp_path, capsys):
+    import keras
+
+    from kerasdl.recipes import lenet
+
+    flags = ["--epochs", "1", "--limit", "64", "--verbose", "0", "--mixed-precision"]
+    try:
+        status = lenet.main(
+            flags
+            + ["--workdir", str(tmp_path / "run"), "--output", str(tmp_path / "out")]
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert (tmp_path / "out" / "lenet" / "1" / "saved_model.pb").exists()

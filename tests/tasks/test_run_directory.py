@@ -146,6 +146,19 @@ def test_a_corrupt_record_is_one_clear_error(tmp_path):
         RunDirectory(tmp_path, recipe="r").open()
 
 
+@pytest.mark.parametrize("text", ["[]", "null", '{"config": []}', '{"fit": 3}'])
+def test_a_record_that_is_not_an_object_is_one_clear_error(tmp_path, text):
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(UsageError, match="run.json is not a run record.*--restart"):
+        RunDirectory(tmp_path, recipe="r").open()
+
+
+def test_restart_discards_a_corrupt_record(tmp_path):
+    (tmp_path / "run.json").write_text("{not json")
+    with RunDirectory(tmp_path, recipe="r", restart=True) as run_dir:
+        assert run_dir.read_record() == {}
+
+
 def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UsageError, match="is a file; expected a directory"):
@@ -187,6 +200,46 @@ def test_a_fitted_run_is_not_trained_again(tmp_path):
     assert again.history["loss"] == first.history["loss"]
     for a, b in zip(model.get_weights(), first_model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_unreadable_final_weights_are_rebuilt_from_the_epoch_checkpoints(tmp_path):
+    first_model, _ = _fit(tmp_path, 3)
+    final = tmp_path / "checkpoints" / "final.npz"
+    final.write_bytes(final.read_bytes()[:100])  # Truncated.
+    model, again = _fit(tmp_path, 3)
+    assert again.epochs_run == 3 and len(again.history["loss"]) == 3
+    for a, b in zip(model.get_weights(), first_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with np.load(final) as data:  # Written again, readable.
+        assert data.files
+
+
+def test_an_unreadable_training_log_is_refused_before_training_on(tmp_path):
+    _fit(tmp_path, 2)
+    (tmp_path / "training_log.csv").write_bytes(b"\xfe\xff garbage")
+    with pytest.raises(UsageError, match="training_log.csv is not a readable"):
+        _fit(tmp_path, 4)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "epoch-00001.npz",
+        "epoch-00002.npz",
+        "final.npz",
+    ]
+
+
+def test_a_tensorboard_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "tensorboard").write_text("x")
+    with pytest.raises(UsageError, match="tensorboard is a file; expected a dir"):
+        _fit(tmp_path, 1)
+
+
+def test_steps_per_execution_must_divide_the_epoch(tmp_path):
+    model, data = _model_and_data()  # 4 batches per epoch.
+    model.compile(optimizer="sgd", loss="mse", steps_per_execution=3)
+    with RunDirectory(tmp_path, recipe="r") as run_dir:
+        run_dir.check_resume(Config(epochs=1))
+        with pytest.raises(UsageError, match=r"per epoch \(4\).*e\.g\. 2"):
+            fit(model, data, data, run_dir=run_dir, epochs=1, patience=1, verbose=0)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_more_epochs_continue_a_fitted_run_fewer_are_refused(tmp_path):
