@@ -1,6 +1,7 @@
 import json
 import logging
 import math
+import numbers
 import os
 import warnings
 
@@ -75,6 +76,8 @@ class EarlyStopping(keras.callbacks.Callback):
         patience: int >= 0, the number of epochs without improvement after
             which training stops; `0` stops at the first one, as `1` does.
             Defaults to `0`.
+        verbose: 0 (silent) or 1 (print a line when stopping or restoring).
+            Defaults to `0`.
         mode: `"min"`, `"max"` or `"auto"`. `"auto"` works as in Keras: it
             takes the direction the compiled metric of that name declares
             (so `accuracy`, `auc`, `f1_score`, `mean_io_u`,
@@ -96,8 +99,6 @@ class EarlyStopping(keras.callbacks.Callback):
             of the best epoch when training ends. Defaults to `False`.
         start_from_epoch: int >= 0, the number of warm-up epochs during which
             nothing is monitored. Defaults to `0`.
-        verbose: 0 (silent) or 1 (print a line when stopping or restoring).
-            Defaults to `0`.
         min_delta_mode: `"absolute"` (an improvement beats the best by more
             than `min_delta`) or `"relative"` (by more than
             `min_delta * |best|`). Defaults to `"absolute"`.
@@ -128,16 +129,17 @@ class EarlyStopping(keras.callbacks.Callback):
         monitor="val_loss",
         min_delta=0,
         patience=0,
+        verbose=0,
         mode="auto",
         baseline=None,
         restore_best_weights=False,
         start_from_epoch=0,
-        verbose=0,
         min_delta_mode="absolute",
         backup_dir=None,
     ):
         super().__init__()
-        if not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+        # NumPy scalars (from a hyperparameter grid, say) count, as in Keras.
+        if not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ValueError(
                 f"`min_delta` must be a number >= 0. Received: min_delta={min_delta!r}"
             )
@@ -145,10 +147,11 @@ class EarlyStopping(keras.callbacks.Callback):
             ("patience", patience),
             ("start_from_epoch", start_from_epoch),
         ):
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, numbers.Integral) or value < 0:
                 raise ValueError(
                     f"`{name}` must be an int >= 0. Received: {name}={value!r}"
                 )
+        patience, start_from_epoch = int(patience), int(start_from_epoch)
         if mode not in ("auto", "min", "max"):
             raise ValueError(
                 f'`mode` must be "auto", "min" or "max". Received: mode={mode!r}'

@@ -59,8 +59,10 @@ class L1L2(keras.regularizers.Regularizer):
     penalties are collected in `model.losses` and added to the training loss.
     {relation}
     Args:
-        l1: float >= 0, the L1 factor. Defaults to `0.0`.
-        l2: float >= 0, the L2 factor. Defaults to `0.0`.
+        l1: float >= 0, the L1 factor; `None` means `0.0`, as in Keras.
+            Defaults to `0.0`.
+        l2: float >= 0, the L2 factor; `None` means `0.0`, as in Keras.
+            Defaults to `0.0`.
 
     Example:
 
@@ -72,8 +74,9 @@ class L1L2(keras.regularizers.Regularizer):
     """
 
     def __init__(self, l1=0.0, l2=0.0):
-        self.l1 = _validate_factor("l1", l1)
-        self.l2 = _validate_factor("l2", l2)
+        # As in Keras, `None` means the default.
+        self.l1 = _validate_factor("l1", 0.0 if l1 is None else l1)
+        self.l2 = _validate_factor("l2", 0.0 if l2 is None else l2)
 
     def __call__(self, x):
         x = keras.ops.convert_to_tensor(x)
@@ -96,7 +99,8 @@ class L1(keras.regularizers.Regularizer):
     so small weights are driven to exactly zero: the solution is sparse.
 
     Args:
-        l1: float >= 0, the L1 factor. Defaults to `0.01`.
+        l1: float >= 0, the L1 factor; `None` means `0.01`, as in Keras.
+            Defaults to `0.01`.
 
     Example:
 
@@ -106,7 +110,7 @@ class L1(keras.regularizers.Regularizer):
     """
 
     def __init__(self, l1=0.01):
-        self.l1 = _validate_factor("l1", l1)
+        self.l1 = _validate_factor("l1", 0.01 if l1 is None else l1)
 
     def __call__(self, x):
         return self.l1 * keras.ops.sum(keras.ops.abs(x))
@@ -120,7 +124,8 @@ class L2(keras.regularizers.Regularizer):
     """Adds `l2 * Σ w²` to the loss (weight decay, ridge).
     {relation}
     Args:
-        l2: float >= 0, the L2 factor. Defaults to `0.01`.
+        l2: float >= 0, the L2 factor; `None` means `0.01`, as in Keras.
+            Defaults to `0.01`.
 
     Example:
 
@@ -131,7 +136,7 @@ class L2(keras.regularizers.Regularizer):
     """
 
     def __init__(self, l2=0.01):
-        self.l2 = _validate_factor("l2", l2)
+        self.l2 = _validate_factor("l2", 0.01 if l2 is None else l2)
 
     def __call__(self, x):
         return self.l2 * keras.ops.sum(keras.ops.square(x))

@@ -428,3 +428,37 @@ def test_without_backup_dir_a_resume_starts_counting_afresh(tmp_path):
 def test_invalid_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EarlyStopping(**kwargs)
+
+
+def test_numpy_scalar_arguments_are_accepted_as_in_keras():
+    # Hyperparameter grids give NumPy scalars; Keras' EarlyStopping takes them.
+    early_stopping = EarlyStopping(
+        patience=np.int64(3), start_from_epoch=np.int32(1), min_delta=np.float32(0.5)
+    )
+    assert early_stopping.patience == 3 and type(early_stopping.patience) is int
+    assert early_stopping.start_from_epoch == 1
+    assert early_stopping.min_delta == 0.5
+    json.dumps(early_stopping.get_state())
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"patience": 1.5}, "patience=1.5"),
+        ({"start_from_epoch": -1}, "start_from_epoch=-1"),
+        ({"min_delta": "0.1"}, "min_delta='0.1'"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EarlyStopping(**kwargs)
+
+
+def test_positional_arguments_follow_keras_order():
+    # keras.callbacks.EarlyStopping(monitor, min_delta, patience, verbose, mode,
+    # baseline, restore_best_weights, start_from_epoch).
+    args = ("val_accuracy", 0.01, 3, 1, "max", 0.5, True, 2)
+    ours, reference = EarlyStopping(*args), keras.callbacks.EarlyStopping(*args)
+    for name in ("patience", "verbose", "mode", "baseline"):
+        assert getattr(ours, name) == getattr(reference, name), name
+    assert ours.restore_best_weights is True and ours.start_from_epoch == 2

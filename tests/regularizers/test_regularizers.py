@@ -108,10 +108,24 @@ def test_saved_model_reloads_without_custom_objects(tmp_path):
 
 
 @pytest.mark.parametrize("cls, name", [(L1, "l1"), (L2, "l2")])
-@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, "0.1", None])
+@pytest.mark.parametrize("value", [-0.1, math.nan, math.inf, "0.1"])
 def test_invalid_factor_is_refused(cls, name, value):
     with pytest.raises(ValueError, match=f"Received: {name}="):
         cls(value)
+
+
+@pytest.mark.parametrize(
+    "make, config",
+    [
+        (lambda: L1(l1=None), {"l1": 0.01}),
+        (lambda: L2(l2=None), {"l2": 0.01}),
+        (lambda: L1L2(l1=None, l2=0.5), {"l1": 0.0, "l2": 0.5}),
+        (lambda: L1L2(l1=0.5, l2=None), {"l1": 0.5, "l2": 0.0}),
+    ],
+)
+def test_none_factor_means_the_default_as_in_keras(make, config):
+    # keras.regularizers.L2(l2=None) is L2(0.01); L1L2(l1=None) has l1=0.
+    assert make().get_config() == pytest.approx(config)
 
 
 def test_l1l2_validates_both_factors():

@@ -5,6 +5,8 @@ have shape `(batch, length)`; attention masks `(batch, query_length,
 key_length)` or anything broadcastable to it.
 """
 
+import numbers
+
 from keras import ops
 
 from kerasdl.layers.regularization.dropout import Dropout
@@ -109,7 +111,8 @@ def masked_softmax(scores, mask=None, axis=-1):
 
 
 def _validate_rate(name, value):
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    # Any real number, NumPy scalars included (Keras' layers take them).
+    if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError(
             f"`{name}` must be a float in [0, 1). Received: {name}={value!r}"
         )

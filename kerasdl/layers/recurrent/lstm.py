@@ -212,8 +212,10 @@ class LSTM(keras.layers.LSTM):
 
     Args:
         units: Positive integer, dimensionality of the output space.
-        weight_dropout: Float in [0, 1), the fraction of the recurrent
-            kernel's entries dropped in training (the rest scaled by
+        *args: Keras' other positional arguments (`activation`, ...), in
+            `keras.layers.LSTM`'s order.
+        weight_dropout: Float in [0, 1), keyword only, the fraction of the
+            recurrent kernel's entries dropped in training (the rest scaled by
             `1 / (1 - weight_dropout)`). Defaults to `0.0`.
         **kwargs: every other argument of `keras.layers.LSTM`, with its
             defaults.
@@ -234,8 +236,10 @@ class LSTM(keras.layers.LSTM):
     ```
     """
 
-    def __init__(self, units, weight_dropout=0.0, **kwargs):
-        super().__init__(units, **kwargs)
+    def __init__(self, units, *args, weight_dropout=0.0, **kwargs):
+        # Keyword-only, so that Keras' positional arguments (`LSTM(64, "relu")`
+        # is `activation="relu"`) keep their meaning.
+        super().__init__(units, *args, **kwargs)
         if (
             isinstance(weight_dropout, bool)
             or not isinstance(weight_dropout, (int, float))

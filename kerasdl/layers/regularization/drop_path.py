@@ -59,6 +59,7 @@ class DropPath(keras.layers.Layer):
 
     Call arguments:
         inputs: a tensor whose first axis is the batch, of rank 1 or more.
+            Its Keras mask, if any, is passed on unchanged.
         training: bool, whether to drop samples. Defaults to `False`.
 
     Reference:
@@ -78,6 +79,8 @@ class DropPath(keras.layers.Layer):
         self.rate = validate_rate(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # Element-wise, so an incoming Keras mask passes through, as Dropout's.
+        self.supports_masking = True
         build_at_init(self)
 
     def call(self, inputs, training=False):

@@ -68,6 +68,8 @@ class Dropout(keras.layers.Layer):
             return inputs
         if self.rate == 1:
             return keras.ops.zeros_like(inputs)
+        if self.noise_shape is not None:
+            _check_noise_shape_fits(self.noise_shape, inputs.shape)
         return keras.random.dropout(
             inputs, self.rate, noise_shape=self.noise_shape, seed=self.seed_generator
         )
@@ -85,6 +87,24 @@ class Dropout(keras.layers.Layer):
             }
         )
         return config
+
+
+def _check_noise_shape_fits(noise_shape, input_shape):
+    """Raises a `ValueError` unless `noise_shape` broadcasts to `input_shape`.
+
+    Without it, a wrong `noise_shape` fails deep inside the backend's kernels
+    (TensorFlow's `SelectV2`, say) with a message that names neither.
+    """
+    fits = len(noise_shape) == len(input_shape) and all(
+        dim is None or size is None or dim in (1, size)
+        for dim, size in zip(noise_shape, input_shape)
+    )
+    if not fits:
+        raise ValueError(
+            "`noise_shape` must have one entry per input axis, each `None`, 1 or "
+            f"the input's size on that axis. Received: noise_shape={noise_shape} "
+            f"for inputs of shape {tuple(input_shape)}"
+        )
 
 
 def _validate_noise_shape(noise_shape):

@@ -25,6 +25,8 @@ class _SpatialDropout(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.input_spec = keras.layers.InputSpec(ndim=self.rank + 2)
+        # Element-wise, so an incoming Keras mask passes through, as in Keras.
+        self.supports_masking = True
         build_at_init(self)
 
     def call(self, inputs, training=False):
@@ -61,7 +63,7 @@ _DOCSTRING = """Spatial {rank}D dropout: drops entire {maps} instead of single u
     by `1 / (1 - rate)`. Neighbouring activations of a convolutional feature
     map are strongly correlated, so element-wise `Dropout` barely removes
     information there; dropping whole maps does, and pushes the channels
-    towards independence. At inference the layer is the identity.
+    towards independence. At inference the layer is the identity.{order}
 
     Args:
         rate: float in `[0, 1]`, the fraction of channels to drop; `1` drops
@@ -73,7 +75,8 @@ _DOCSTRING = """Spatial {rank}D dropout: drops entire {maps} instead of single u
         **kwargs: base layer arguments, such as `name` and `dtype`.
 
     Call arguments:
-        inputs: a {ndim}D tensor; any other rank raises a `ValueError`.
+        inputs: a {ndim}D tensor; any other rank raises a `ValueError`. Its
+            Keras mask, if any, is passed on unchanged.
         training: bool, whether to drop channels. Defaults to `False`.
 
     Reference:
@@ -99,8 +102,13 @@ class SpatialDropout1D(_SpatialDropout):
         first="(batch, channels, steps)",
         ndim=3,
         example="(2, 10, 8)",
+        order=" As in Keras, the\n    second positional argument is `seed`: `SpatialDropout1D(rate, seed)`.",
     )
     rank = 1
+
+    def __init__(self, rate, seed=None, data_format=None, **kwargs):
+        # Keras' `SpatialDropout1D(rate, seed)` takes `seed` second.
+        super().__init__(rate, data_format=data_format, seed=seed, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kerasdl")
@@ -113,6 +121,7 @@ class SpatialDropout2D(_SpatialDropout):
         first="(batch, channels, height, width)",
         ndim=4,
         example="(2, 8, 8, 16)",
+        order="",
     )
     rank = 2
 
@@ -127,5 +136,6 @@ class SpatialDropout3D(_SpatialDropout):
         first="(batch, channels, depth, height, width)",
         ndim=5,
         example="(2, 4, 8, 8, 16)",
+        order="",
     )
     rank = 3

@@ -174,3 +174,12 @@ def test_keras_form_model_saves_and_reloads(tmp_path):
     model.save(tmp_path / "m.keras")
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(reloaded(data), model(data), atol=1e-6)
+
+
+def test_numpy_dropout_rate_is_accepted_as_in_keras():
+    # keras.layers.AdditiveAttention(dropout=np.float32(0.1)) works; a rate
+    # from a NumPy hyperparameter grid must work here too.
+    layer = AdditiveAttention(dropout=np.float32(0.25))
+    assert layer.dropout == 0.25 and type(layer.dropout) is float
+    x = np.ones((2, 3, 4), "float32")
+    assert tuple(layer([x, x], training=True).shape) == (2, 3, 4)

@@ -251,6 +251,17 @@ def test_mixed_precision_equals_keras():
     )
 
 
+def test_positional_arguments_mean_what_they_mean_in_keras():
+    # keras.layers.LSTM(4, "relu", "hard_sigmoid") sets the two activations;
+    # `weight_dropout` must not take the place of `activation`.
+    layer = kl.LSTM(4, "relu", "hard_sigmoid")
+    reference = keras.layers.LSTM(4, "relu", "hard_sigmoid")
+    config = layer.get_config()
+    assert config["activation"] == reference.get_config()["activation"] == "relu"
+    assert config["recurrent_activation"] == "hard_sigmoid"
+    assert layer.weight_dropout == 0.0
+
+
 def test_config_equals_keras_and_round_trips():
     kwargs = {"return_sequences": True, "return_state": True, "dropout": 0.1}
     layer, reference = _pair(name="lstm", **kwargs)

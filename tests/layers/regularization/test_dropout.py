@@ -131,6 +131,15 @@ def test_bad_noise_shape_is_refused(noise_shape, match):
     assert f"Received: noise_shape={noise_shape!r}" in str(error.value)
 
 
+@pytest.mark.parametrize("noise_shape", [(4, 3), (4, 2, 1), (4, 3, 5, 1)])
+def test_noise_shape_not_fitting_the_input_is_a_clear_error(noise_shape):
+    # Before, the backend failed deep in its kernels (TensorFlow inside
+    # `SelectV2`: "condition [4,3], then [4,3,5] ... must be broadcastable").
+    layer = kerasdl.layers.Dropout(0.5, noise_shape=noise_shape, seed=0)
+    with pytest.raises(ValueError, match=r"one entry per input axis.*\(4, 3, 5\)"):
+        layer(np.ones((4, 3, 5), "float32"), training=True)
+
+
 def test_noise_shape_iterables_become_tuples_of_ints():
     layer = kerasdl.layers.Dropout(0.5, noise_shape=[np.int64(4), None, 1])
     assert layer.noise_shape == (4, None, 1)

@@ -101,3 +101,32 @@ def test_subclass_build_runs_once_on_first_call(layer_cls, input_shape):
 def test_default_data_format_follows_keras_config():
     layer = kerasdl.layers.SpatialDropout2D(0.5)
     assert layer.data_format == keras.config.image_data_format()
+
+
+def test_keras_mask_passes_through_to_the_next_layer():
+    # Embedding(mask_zero) -> SpatialDropout1D -> LSTM: as with Keras' layer,
+    # the padding mask must reach the LSTM in training too (where the layer
+    # returns a new tensor), so that the LSTM skips the padded steps.
+    ids = np.array([[3, 4, 0, 0]])
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(8, 3, mask_zero=True)(inputs)
+    x = kerasdl.layers.SpatialDropout1D(1e-6, seed=0)(x)  # keeps every channel
+    outputs = keras.layers.LSTM(2, return_sequences=True)(x)
+    model = keras.Model(inputs, outputs)
+    y = keras.ops.convert_to_numpy(model(ids, training=True))
+    # A masked step repeats the output of the last unmasked one.
+    np.testing.assert_allclose(y[0, 2], y[0, 1], rtol=1e-5)
+    np.testing.assert_allclose(y[0, 3], y[0, 1], rtol=1e-5)
+
+
+def test_spatial_dropout1d_takes_seed_second_as_in_keras():
+    # keras.layers.SpatialDropout1D(rate, seed): it has no `data_format`.
+    layer = kerasdl.layers.SpatialDropout1D(0.5, 7)
+    assert layer.seed == 7 and layer.data_format == "channels_last"
+    x = np.ones((4, 3, 8), "float32")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(layer(x, training=True)),
+        keras.ops.convert_to_numpy(
+            kerasdl.layers.SpatialDropout1D(0.5, seed=7)(x, training=True)
+        ),
+    )
