@@ -10,9 +10,10 @@ class MajorityVote(keras.layers.Layer):
 
     Each input is a member's `(batch, num_classes)` class scores; the member votes
     for its argmax (the lowest class index among equal maxima). The output is the
-    mean of the one-hot votes, `(batch, num_classes)` in float32, so every row
-    sums to 1 and its argmax is the majority class. When classes tie for the
-    most votes, the argmax (Keras' and NumPy's) is the lowest tied class index.
+    mean of the one-hot votes, `(batch, num_classes)` in the layer's compute
+    dtype (float32 by default), so every row sums to 1 and its argmax is the
+    majority class. When classes tie for the most votes, the argmax (Keras' and
+    NumPy's) is the lowest tied class index.
 
     Call arguments:
         inputs: a list of tensors of equal shape `(batch, num_classes)`.
