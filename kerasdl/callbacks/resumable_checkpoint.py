@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import os
 import re
 import uuid
@@ -87,8 +88,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         complete_on_train_end=True,
     ):
         super().__init__()
-        if int(keep) < 1:
-            raise ValueError(f"`keep` must be at least 1. Received: keep={keep}")
+        if isinstance(keep, bool) or not isinstance(keep, numbers.Integral) or keep < 1:
+            raise ValueError(f"`keep` must be an int >= 1. Received: keep={keep!r}")
         self.directory = str(directory)
         self.keep = int(keep)
         self.metadata = dict(metadata or {})

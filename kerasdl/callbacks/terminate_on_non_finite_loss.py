@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 
@@ -57,9 +58,13 @@ class TerminateOnNonFiniteLoss(keras.callbacks.Callback):
 
     def __init__(self, check_every=1, check_weights=True):
         super().__init__()
-        if int(check_every) < 1:
+        if (
+            isinstance(check_every, bool)
+            or not isinstance(check_every, numbers.Integral)
+            or check_every < 1
+        ):
             raise ValueError(
-                f"`check_every` must be at least 1. Received: check_every={check_every}"
+                f"`check_every` must be an int >= 1. Received: check_every={check_every!r}"
             )
         self.check_every = int(check_every)
         self.check_weights = bool(check_weights)

@@ -121,3 +121,6 @@ def test_tracked_callback_state_survives(tmp_path):
 def test_keep_must_be_positive():
     with pytest.raises(ValueError, match="Received: keep=0"):
         ResumableCheckpoint("x", keep=0)
+    for value in (1.5, "2", None):
+        with pytest.raises(ValueError, match=f"Received: keep={value!r}"):
+            ResumableCheckpoint("x", keep=value)

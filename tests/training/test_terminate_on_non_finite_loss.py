@@ -39,9 +39,15 @@ def test_finite_training_is_untouched():
     assert len(history.epoch) == 2
 
 
-def test_check_every_is_validated():
-    with pytest.raises(ValueError, match="Received: check_every=0"):
-        TerminateOnNonFiniteLoss(check_every=0)
+@pytest.mark.parametrize("value", [0, -1, 2.7, "3", None, True])
+def test_check_every_is_validated(value):
+    # Not truncated or coerced: 2.7 would silently check every 2 batches.
+    with pytest.raises(ValueError, match=f"Received: check_every={value!r}"):
+        TerminateOnNonFiniteLoss(check_every=value)
+
+
+def test_check_every_takes_numpy_integers():
+    assert TerminateOnNonFiniteLoss(check_every=np.int64(3)).check_every == 3
 
 
 def _model_with_nan_moving_mean():
