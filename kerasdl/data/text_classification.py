@@ -20,8 +20,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from kerasdl.data.errors import DatasetFormatError, DatasetNotFoundError
+from kerasdl.data.errors import DatasetFormatError
 from kerasdl.data.splits import stratified_split
+from kerasdl.data.tfds_prepared import prepared_builder
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
 EMBEDDED_TEXT_DATASETS = ("banking77", "sms_spam")
@@ -131,31 +132,16 @@ def _embedded_splits(name, limit):
     return splits, class_names
 
 
-def _not_found_message(name, builder):
-    version_dir = builder.data_dir
-    root = os.path.dirname(os.path.dirname(version_dir))
-    return (
-        f"Dataset {name!r} is not prepared in the TFDS data directory {root!r} "
-        f"(looked for {version_dir!r}), and kerasdl never downloads implicitly.\n"
-        "To get it: on a machine with internet access run\n"
-        f"    tfds build {name} --data_dir <dir>\n"
-        "(or `load_text_dataset(..., download=True)`), copy <dir> here and pass "
-        "--data-dir <dir> (or set TFDS_DATA_DIR).\n"
-        "Offline alternative: --dataset banking77 or --dataset sms_spam "
-        "(shipped with kerasdl)."
-    )
-
-
 def prepared_tfds_builder(name, data_dir=None, download=False):
-    """The TFDS builder of `name`, prepared on disk; `DatasetNotFoundError` if not."""
-    import tensorflow_datasets as tfds
-
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        if not download:
-            raise DatasetNotFoundError(_not_found_message(name, builder))
-        builder.download_and_prepare()
-    return builder
+    """The TFDS builder of `name`, prepared on disk with all its records
+    (`tfds_prepared.prepared_builder`, which says what it raises)."""
+    return prepared_builder(
+        name,
+        data_dir,
+        download,
+        loader="load_text_dataset",
+        offline="--dataset banking77 or --dataset sms_spam (shipped with kerasdl)",
+    )
 
 
 def _tfds_splits(name, data_dir, limit, download):

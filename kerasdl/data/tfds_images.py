@@ -1,30 +1,13 @@
 """Image sets read through TensorFlow Datasets, only ever from disk unless asked to download."""
 
-import os
-
-from kerasdl.data.errors import DatasetFormatError, DatasetNotFoundError
+from kerasdl.data.tfds_prepared import prepared_builder
 
 TFDS_IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 VALIDATION_FRACTION = 0.1  # the last 10% of TFDS' "train" split is the validation set
 
 
-def _not_found_message(name, builder):
-    version_dir = builder.data_dir
-    root = os.path.dirname(os.path.dirname(version_dir))
-    return (
-        f"Dataset {name!r} is not prepared in the TFDS data directory {root!r} "
-        f"(looked for {version_dir!r}), and kerasdl never downloads implicitly.\n"
-        "To get it: on a machine with internet access run\n"
-        f"    tfds build {name} --data_dir <dir>\n"
-        "(or `load_image_dataset(..., download=True)`), copy <dir> here and pass "
-        "--data-dir <dir> (or set TFDS_DATA_DIR).\n"
-        "Offline alternative: --dataset digits (sklearn's 8x8 digits) or "
-        "--dataset mnist8k (8,000 MNIST images shipped with kerasdl)."
-    )
-
-
 def get_prepared_builder(name, data_dir=None, download=False):
-    """Returns the TFDS builder of `name`, prepared on disk.
+    """Returns the TFDS builder of `name`, prepared on disk with all its records.
 
     Args:
         name: one of `TFDS_IMAGE_DATASETS` (other TFDS names work too).
@@ -38,37 +21,14 @@ def get_prepared_builder(name, data_dir=None, download=False):
         DatasetFormatError: prepared, but its metadata cannot be read or one of
             its record files is missing.
     """
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(name, data_dir=data_dir)
-        prepared = builder.is_prepared()
-    except Exception as error:  # noqa: BLE001 -- TFDS raises many kinds.
-        root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else ""
-        raise DatasetFormatError(
-            f"cannot read the prepared {name!r} in the TFDS data directory {root!r} "
-            f"({reason or type(error).__name__}); rebuild it with `tfds build "
-            f"{name} --data_dir <dir>` or pass another --data-dir"
-        ) from None
-    if not prepared:
-        if not download:
-            raise DatasetNotFoundError(_not_found_message(name, builder))
-        builder.download_and_prepare()
-    missing = [
-        os.fspath(path)
-        for split in builder.info.splits.values()
-        for path in split.filepaths
-        if not os.path.exists(path)
-    ]
-    if missing:
-        raise DatasetFormatError(
-            f"the prepared {name!r} in {builder.data_dir!r} lacks its record file "
-            f"{missing[0]}{f' and {len(missing) - 1} more' if len(missing) > 1 else ''}"
-            f"; rebuild it with `tfds build {name} --data_dir <dir>` or pass another "
-            "--data-dir"
-        )
-    return builder
+    return prepared_builder(
+        name,
+        data_dir,
+        download,
+        loader="load_image_dataset",
+        offline="--dataset digits (sklearn's 8x8 digits) or --dataset mnist8k "
+        "(8,000 MNIST images shipped with kerasdl)",
+    )
 
 
 def tfds_split_specs(builder, limit=None):

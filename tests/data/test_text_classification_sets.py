@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kerasdl.data.errors import DatasetNotFoundError
+from kerasdl.data.errors import DatasetFormatError, DatasetNotFoundError
 from kerasdl.data.text_classification import (
     EMBEDDED_DIR,
     load_text_dataset,
@@ -80,22 +80,6 @@ def test_bad_arguments(kwargs, match):
         load_text_dataset(**kwargs)
 
 
-def _fake_prepare(data_dir, sizes):
-    builder = tfds.builder("imdb_reviews", data_dir=data_dir)
-    builder.info.set_splits(
-        tfds.core.SplitDict(
-            [
-                tfds.core.SplitInfo(
-                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
-                )
-                for split, n in sizes.items()
-            ]
-        )
-    )
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
-
-
 def _random_reviews(builder, split, **kwargs):
     count = builder.info.splits[split].num_examples
     rng = np.random.default_rng(0)
@@ -109,8 +93,8 @@ def _random_reviews(builder, split, **kwargs):
     )
 
 
-def test_imdb_reviews_from_mocked_tfds(tmp_path):
-    _fake_prepare(str(tmp_path), {"train": 40, "test": 10})
+def test_imdb_reviews_from_mocked_tfds(tmp_path, fake_tfds_prepare):
+    fake_tfds_prepare("imdb_reviews", str(tmp_path), {"train": 40, "test": 10})
     with tfds.testing.mock_data(
         policy=tfds.testing.MockPolicy.USE_FILES,
         data_dir=str(tmp_path),
@@ -130,3 +114,26 @@ def test_missing_tfds_set_raises_dataset_not_found(tmp_path):
     message = str(error.value)
     assert str(tmp_path) in message and "tfds build imdb_reviews" in message
     assert "--dataset banking77" in message
+
+
+def test_a_missing_tfds_record_file_is_one_clear_error(tmp_path, fake_tfds_prepare):
+    builder = fake_tfds_prepare(
+        "imdb_reviews", str(tmp_path), {"train": 40, "test": 10}
+    )
+    os.remove(builder.info.splits["test"].filepaths[0])
+    with pytest.raises(
+        DatasetFormatError, match="lacks its record file .*imdb_reviews-test"
+    ):
+        load_text_dataset("imdb_reviews", data_dir=str(tmp_path))
+
+
+def test_unreadable_tfds_metadata_is_one_clear_error(tmp_path, fake_tfds_prepare):
+    builder = fake_tfds_prepare(
+        "imdb_reviews", str(tmp_path), {"train": 40, "test": 10}
+    )
+    with open(os.path.join(builder.data_dir, "dataset_info.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(
+        DatasetFormatError, match="cannot read the prepared 'imdb_reviews'"
+    ):
+        load_text_dataset("imdb_reviews", data_dir=str(tmp_path))

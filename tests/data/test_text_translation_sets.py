@@ -1,7 +1,5 @@
 """Translation sets: fra-eng held out by English sentence, standardization, mocked TFDS."""
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -76,26 +74,12 @@ def test_bad_arguments():
         load_translation_dataset("fra_eng", max_words=0)
 
 
-def _fake_prepare(full_name, data_dir, sizes):
-    builder = tfds.builder(full_name, data_dir=data_dir)
-    builder.info.set_splits(
-        tfds.core.SplitDict(
-            [
-                tfds.core.SplitInfo(
-                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
-                )
-                for split, n in sizes.items()
-            ]
-        )
-    )
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
-
-
 @pytest.mark.parametrize("name", sorted(TFDS_TRANSLATION_DATASETS))
-def test_tfds_translation_sets_from_mocked_data(tmp_path, name):
+def test_tfds_translation_sets_from_mocked_data(tmp_path, name, fake_tfds_prepare):
     full_name, source_key, target_key = TFDS_TRANSLATION_DATASETS[name]
-    _fake_prepare(full_name, str(tmp_path), {"train": 12, "validation": 4, "test": 5})
+    fake_tfds_prepare(
+        full_name, str(tmp_path), {"train": 12, "validation": 4, "test": 5}
+    )
 
     def pairs(builder, split, **kwargs):
         count = builder.info.splits[split].num_examples

@@ -1,7 +1,5 @@
 """TFDS image sets, on mocked data: never downloads, clear error when missing."""
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,27 +12,6 @@ from kerasdl.data import (
 )
 
 FAKE_SIZES = {"train": 50, "test": 12}
-
-
-def fake_prepare(name, data_dir, sizes=FAKE_SIZES):
-    """Writes the metadata of a prepared data set (split sizes) and empty record
-    files (mocked reads never open them)."""
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.info.set_splits(
-        tfds.core.SplitDict(
-            [
-                tfds.core.SplitInfo(
-                    name=split, shard_lengths=[n], num_bytes=0, filename_template=None
-                )
-                for split, n in sizes.items()
-            ]
-        )
-    )
-    os.makedirs(builder.data_dir, exist_ok=True)
-    builder.info.write_to_directory(builder.data_dir)
-    for split in builder.info.splits.values():
-        for path in split.filepaths:
-            open(path, "wb").close()
 
 
 def random_examples(builder, split, **kwargs):
@@ -60,8 +37,8 @@ def random_examples(builder, split, **kwargs):
         ("cifar100", (32, 32, 3), 100),
     ],
 )
-def test_mocked_tfds_dataset(tmp_path, name, shape, num_classes):
-    fake_prepare(name, str(tmp_path))
+def test_mocked_tfds_dataset(tmp_path, name, shape, num_classes, fake_tfds_prepare):
+    fake_tfds_prepare(name, str(tmp_path), FAKE_SIZES)
     with tfds.testing.mock_data(
         policy=tfds.testing.MockPolicy.USE_FILES,
         data_dir=str(tmp_path),
@@ -104,15 +81,15 @@ def test_missing_dataset_raises_without_downloading(tmp_path, monkeypatch):
         assert expected in message
 
 
-def test_a_missing_record_file_is_one_clear_error(tmp_path):
-    fake_prepare("mnist", str(tmp_path))
+def test_a_missing_record_file_is_one_clear_error(tmp_path, fake_tfds_prepare):
+    fake_tfds_prepare("mnist", str(tmp_path), FAKE_SIZES)
     (tmp_path / "mnist" / "3.0.1" / "mnist-test.tfrecord-00000-of-00001").unlink()
     with pytest.raises(DatasetFormatError, match="lacks its record file .*mnist-test"):
         load_image_dataset("mnist", data_dir=str(tmp_path))
 
 
-def test_unreadable_metadata_is_one_clear_error(tmp_path):
-    fake_prepare("mnist", str(tmp_path))
+def test_unreadable_metadata_is_one_clear_error(tmp_path, fake_tfds_prepare):
+    fake_tfds_prepare("mnist", str(tmp_path), FAKE_SIZES)
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{not json")
     with pytest.raises(DatasetFormatError, match="cannot read the prepared 'mnist'"):
         load_image_dataset("mnist", data_dir=str(tmp_path))
