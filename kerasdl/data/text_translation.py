@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdl.data.errors import DatasetFormatError
-from kerasdl.data.text_classification import EMBEDDED_DIR, prepared_tfds_builder
+from kerasdl.data.text_classification import EMBEDDED_DIR
+from kerasdl.data.tfds_prepared import prepared_builder
 
 TFDS_TRANSLATION_DATASETS = {
     "ted_hrlr_translate": ("ted_hrlr_translate/pt_to_en", "en", "pt"),
@@ -176,7 +177,14 @@ def _fra_eng_splits(max_words, max_target_tokens, limit):
 
 def _tfds_splits(name, data_dir, download, max_words, max_target_tokens, limit):
     full_name, source_key, target_key = TFDS_TRANSLATION_DATASETS[name]
-    builder = prepared_tfds_builder(full_name, data_dir, download)
+    builder = prepared_builder(
+        full_name,
+        data_dir,
+        download,
+        loader="load_translation_dataset",
+        offline="--dataset fra_eng (Tatoeba's English-French pairs, shipped with "
+        "kerasdl)",
+    )
     slices = {}
     for split in ("train", "validation", "test"):
         split_string = split if limit is None else f"{split}[:{limit}]"

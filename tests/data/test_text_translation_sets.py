@@ -103,5 +103,9 @@ def test_tfds_translation_sets_from_mocked_data(tmp_path, name, fake_tfds_prepar
 
 
 def test_missing_tfds_translation_set_raises(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match="wmt14_translate"):
+    with pytest.raises(DatasetNotFoundError, match="wmt14_translate") as error:
         load_translation_dataset("wmt14_translate", data_dir=str(tmp_path))
+    # How to get it, and the embedded set a translation recipe can use instead.
+    message = str(error.value)
+    assert "load_translation_dataset(..., download=True)" in message
+    assert "--dataset fra_eng" in message and "banking77" not in message
