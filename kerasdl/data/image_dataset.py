@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasdl.data import embedded_images, tfds_images
+from kerasdl.data.tfds_prepared import tfds_split_specs
 
 EMBEDDED_IMAGE_DATASETS = ("digits", "mnist8k")
 IMAGE_DATASETS = EMBEDDED_IMAGE_DATASETS + tfds_images.TFDS_IMAGE_DATASETS
@@ -131,9 +132,7 @@ def _tfds_splits(name, data_dir, limit, download):
     image_feature = builder.info.features["image"]
     label_feature = builder.info.features["label"]
     splits = {}
-    for split, (split_string, count) in tfds_images.tfds_split_specs(
-        builder, limit
-    ).items():
+    for split, (split_string, count) in tfds_split_specs(builder, limit).items():
         dataset = builder.as_dataset(
             split=split_string, as_supervised=True, shuffle_files=False
         )

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from kerasdl.data.errors import DatasetFormatError
 from kerasdl.data.splits import stratified_split
-from kerasdl.data.tfds_prepared import prepared_builder
+from kerasdl.data.tfds_prepared import prepared_builder, tfds_split_specs
 
 EMBEDDED_DIR = os.path.join(os.path.dirname(__file__), "embedded")
 EMBEDDED_TEXT_DATASETS = ("banking77", "sms_spam")
@@ -30,7 +30,6 @@ TFDS_TEXT_DATASETS = ("imdb_reviews",)
 TEXT_DATASETS = EMBEDDED_TEXT_DATASETS + TFDS_TEXT_DATASETS
 SPLIT_SEED = 0  # The embedded splits never change with the run's seed.
 SPLIT_FRACTIONS = {"banking77": (0.8, 0.1, 0.1), "sms_spam": (0.7, 0.15, 0.15)}
-VALIDATION_FRACTION = 0.1  # TFDS sets: the last 10% of "train" is the validation set.
 
 
 @dataclasses.dataclass
@@ -146,27 +145,13 @@ def prepared_tfds_builder(name, data_dir=None, download=False):
 
 def _tfds_splits(name, data_dir, limit, download):
     builder = prepared_tfds_builder(name, data_dir, download)
-    total = builder.info.splits["train"].num_examples
-    first_validation = total - round(total * VALIDATION_FRACTION)
-    counts = {
-        "train": first_validation,
-        "validation": total - first_validation,
-        "test": builder.info.splits["test"].num_examples,
-    }
-    if limit is not None:
-        counts = {split: min(limit, count) for split, count in counts.items()}
-    split_strings = {
-        "train": f"train[:{counts['train']}]",
-        "validation": f"train[{first_validation}:{first_validation + counts['validation']}]",
-        "test": f"test[:{counts['test']}]",
-    }
     splits = {}
-    for split, split_string in split_strings.items():
+    for split, (split_string, count) in tfds_split_specs(builder, limit).items():
         dataset = builder.as_dataset(
             split=split_string, as_supervised=True, shuffle_files=False
         )
         dataset = dataset.map(lambda text, label: (text, tf.cast(label, tf.int32)))
-        splits[split] = (dataset, counts[split])
+        splits[split] = (dataset, count)
     return splits, list(builder.info.features["label"].names)
 
 

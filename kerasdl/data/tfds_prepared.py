@@ -4,6 +4,8 @@ import os
 
 from kerasdl.data.errors import DatasetFormatError, DatasetNotFoundError
 
+VALIDATION_FRACTION = 0.1  # the last 10% of TFDS' "train" split is the validation set
+
 
 def _not_found_message(name, builder, loader, offline):
     version_dir = builder.data_dir
@@ -78,3 +80,30 @@ def prepared_builder(name, data_dir=None, download=False, *, loader, offline):
             "--data-dir"
         )
     return builder
+
+
+def tfds_split_specs(builder, limit=None):
+    """TFDS split strings and sizes for (train, validation, test).
+
+    Validation is the last `VALIDATION_FRACTION` of TFDS' "train" split
+    (deterministic; TFDS' files are already in random order), test is "test".
+    `limit` caps each split at its first `limit` examples.
+    """
+    total = builder.info.splits["train"].num_examples
+    num_validation = round(total * VALIDATION_FRACTION)
+    num_train = first_validation = total - num_validation
+    num_test = builder.info.splits["test"].num_examples
+    if limit is not None:
+        num_train, num_validation, num_test = (
+            min(limit, num_train),
+            min(limit, num_validation),
+            min(limit, num_test),
+        )
+    return {
+        "train": (f"train[:{num_train}]", num_train),
+        "validation": (
+            f"train[{first_validation}:{first_validation + num_validation}]",
+            num_validation,
+        ),
+        "test": (f"test[:{num_test}]", num_test),
+    }

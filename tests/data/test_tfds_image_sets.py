@@ -10,6 +10,7 @@ from kerasdl.data import (
     DatasetNotFoundError,
     load_image_dataset,
 )
+from kerasdl.data.tfds_prepared import tfds_split_specs
 
 FAKE_SIZES = {"train": 50, "test": 12}
 
@@ -93,3 +94,33 @@ def test_unreadable_metadata_is_one_clear_error(tmp_path, fake_tfds_prepare):
     (tmp_path / "mnist" / "3.0.1" / "dataset_info.json").write_text("{not json")
     with pytest.raises(DatasetFormatError, match="cannot read the prepared 'mnist'"):
         load_image_dataset("mnist", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "limit, expected",
+    [
+        (
+            None,
+            {
+                "train": ("train[:45]", 45),
+                "validation": ("train[45:50]", 5),
+                "test": ("test[:12]", 12),
+            },
+        ),
+        (
+            3,
+            {
+                "train": ("train[:3]", 3),
+                "validation": ("train[45:48]", 3),
+                "test": ("test[:3]", 3),
+            },
+        ),
+    ],
+)
+def test_split_specs_hold_out_the_end_of_train(
+    tmp_path, fake_tfds_prepare, limit, expected
+):
+    # The validation split starts where the unlimited training split ends, limit
+    # or not, so a smaller --limit never moves validation into training data.
+    builder = fake_tfds_prepare("mnist", str(tmp_path), FAKE_SIZES)
+    assert tfds_split_specs(builder, limit) == expected
